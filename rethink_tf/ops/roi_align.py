@@ -1,0 +1,119 @@
+"""Multilevel RoIAlign (Detectron's ROIAlign: aligned=False, `sampling_ratio` samples per bin and axis).
+
+Written here: keras-cv 0.9.0's `multilevel_crop_and_resize` fails on any map with more than one channel.
+For a box (y1, x1, y2, x2) in canvas pixels on a level of stride s, the RoI is (y1/s, x1/s, y2/s, x2/s),
+its height/width are clamped to >= 1, each of the output_size^2 bins averages sampling_ratio^2 bilinear
+samples at the sub-bin centres, and a sample outside [-1, H] x [-1, W] contributes 0 (Caffe2 semantics).
+All levels are flattened into one [B, sum(H_l W_l), C] tensor so one gather serves every box whatever its
+level (static shapes, XLA friendly).
+"""
+import tensorflow as tf
+
+
+def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4):
+    """FPN level of each box [..., 4]: floor(canonical_level + log2(sqrt(area) / canonical_size)),
+    clamped to [min_level, max_level] (detectron2's eps 1e-8 inside the log) -> int32 [...]."""
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    height = tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
+    width = tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
+    scale = tf.sqrt(height * width)
+    level = tf.floor(canonical_level + tf.math.log(scale / canonical_size + 1e-8) / tf.math.log(2.0))
+    return tf.cast(tf.clip_by_value(level, min_level, max_level), tf.int32)
+
+
+def _sample_coordinates(start, end, output_size, sampling_ratio):
+    """Sample positions [..., output_size * sampling_ratio] along one axis of RoIs [start, end)."""
+    size = tf.maximum(end - start, 1.0)
+    bin_size = size / output_size
+    steps = (tf.range(output_size * sampling_ratio, dtype=tf.float32) + 0.5) / sampling_ratio
+    return start[..., tf.newaxis] + steps * bin_size[..., tf.newaxis]
+
+
+def _bilinear_axis(coords, limit):
+    """Caffe2 bilinear bookkeeping along one axis: (low index, high index, high weight, in-range mask)."""
+    limit = tf.cast(limit, tf.float32)[..., tf.newaxis]
+    inside = (coords >= -1.0) & (coords <= limit)
+    coords = tf.maximum(coords, 0.0)
+    low = tf.floor(coords)
+    at_edge = low >= limit - 1.0
+    low = tf.where(at_edge, limit - 1.0, low)
+    high = tf.where(at_edge, limit - 1.0, low + 1.0)
+    coords = tf.where(at_edge, limit - 1.0, coords)
+    return tf.cast(low, tf.int32), tf.cast(high, tf.int32), coords - low, inside
+
+
+def multilevel_roi_align(
+    features,
+    boxes,
+    output_size,
+    sampling_ratio=2,
+    min_level=2,
+    max_level=5,
+    canonical_size=224.0,
+    canonical_level=4,
+):
+    """RoIAlign each box from its FPN level.
+
+    Args:
+      features: {level: float [B, H_l, W_l, C]} with stride 2**level; must contain min_level..max_level.
+      boxes: float [B, R, 4] yxyx canvas pixels.
+      output_size: int, bins per side.
+    Returns:
+      float [B, R, output_size, output_size, C].
+    """
+    levels = list(range(min_level, max_level + 1))
+    missing = [level for level in levels if level not in features]
+    if missing:
+        raise ValueError(f"multilevel_roi_align: features lack levels {missing} (have {sorted(features)})")
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    batch_size = tf.shape(boxes)[0]
+    num_boxes = boxes.shape[1]
+    channels = features[min_level].shape[-1]
+
+    flat, offsets, heights, widths = [], [], [], []
+    offset = 0
+    for level in levels:
+        _, height, width, _ = features[level].shape
+        flat.append(tf.reshape(features[level], [batch_size, height * width, channels]))
+        offsets.append(offset)
+        heights.append(height)
+        widths.append(width)
+        offset += height * width
+    flat = tf.concat(flat, axis=1)
+
+    if len(levels) == 1:
+        box_level = tf.zeros(tf.shape(boxes)[:2], tf.int32)
+    else:
+        box_level = assign_levels(boxes, min_level, max_level, canonical_size, canonical_level) - min_level
+    level_offset = tf.gather(tf.constant(offsets, tf.int32), box_level)
+    level_height = tf.gather(tf.constant(heights, tf.int32), box_level)
+    level_width = tf.gather(tf.constant(widths, tf.int32), box_level)
+    scale = 1.0 / tf.pow(2.0, tf.cast(box_level + min_level, tf.float32))
+
+    scaled = boxes * scale[..., tf.newaxis]
+    ys = _sample_coordinates(scaled[..., 0], scaled[..., 2], output_size, sampling_ratio)  # [B, R, S]
+    xs = _sample_coordinates(scaled[..., 1], scaled[..., 3], output_size, sampling_ratio)
+    y0, y1, wy, in_y = _bilinear_axis(ys, level_height)
+    x0, x1, wx, in_x = _bilinear_axis(xs, level_width)
+
+    def gather(yi, xi):
+        index = level_offset[..., None, None] + yi[..., :, None] * level_width[..., None, None] + xi[..., None, :]
+        flat_index = tf.reshape(index, [batch_size, -1])
+        values = tf.gather(flat, flat_index, batch_dims=1)
+        samples = output_size * sampling_ratio
+        return tf.reshape(values, [batch_size, num_boxes, samples, samples, channels])
+
+    wy = tf.cast(wy, flat.dtype)[..., :, None, None]
+    wx = tf.cast(wx, flat.dtype)[..., None, :, None]
+    value = (
+        gather(y0, x0) * (1.0 - wy) * (1.0 - wx)
+        + gather(y0, x1) * (1.0 - wy) * wx
+        + gather(y1, x0) * wy * (1.0 - wx)
+        + gather(y1, x1) * wy * wx
+    )
+    inside = tf.cast(in_y[..., :, None] & in_x[..., None, :], value.dtype)[..., None]
+    value = value * inside
+    value = tf.reshape(
+        value, [batch_size, num_boxes, output_size, sampling_ratio, output_size, sampling_ratio, channels]
+    )
+    return tf.reduce_mean(value, axis=[3, 5])
