@@ -1,0 +1,118 @@
+"""Picks the tf.distribute strategy for the machine: TPU, multi-worker, local GPUs or one CPU.
+
+Call `get_strategy()` before any TF op runs (TPU and multi-worker setup must happen first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import gin
+import tensorflow as tf
+from absl import logging
+
+STRATEGY_KINDS = ("auto", "tpu", "multi_worker", "mirrored", "one_device", "default")
+
+
+def _tf_config() -> dict:
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from e
+
+
+def num_workers_in_tf_config() -> int:
+    """Number of worker tasks (chief included) that TF_CONFIG names; 0 without TF_CONFIG."""
+    cluster = _tf_config().get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def _tpu_resolver(tpu_address: str | None):
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or "")
+        resolver.cluster_spec()  # raises when no TPU is configured
+    except (ValueError, tf.errors.NotFoundError, RuntimeError):
+        return None
+    return resolver
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the task that owns the model directory (writes checkpoints, summaries, metrics)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def worker_index(strategy: tf.distribute.Strategy) -> int:
+    """This task's index among the input workers (0 when single-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return 0
+    spec = resolver.cluster_spec().as_dict()
+    offset = len(spec.get("chief", [])) if resolver.task_type == "worker" else 0
+    return offset + int(resolver.task_id or 0)
+
+
+@gin.configurable
+def get_strategy(kind: str = "auto", tpu_address: str | None = None, devices: list[str] | None = None,
+                 num_logical_cpus: int = 0) -> tf.distribute.Strategy:
+    """Returns the distribution strategy.
+
+    Args:
+      kind: "auto" chooses, in order: TPU if a TPU is configured (or `tpu_address` is given), a
+        MultiWorkerMirroredStrategy when TF_CONFIG names more than one worker, a MirroredStrategy
+        over the local GPUs when there are several, one GPU, else the default (single CPU) strategy.
+        Or force one of "tpu", "multi_worker", "mirrored", "one_device", "default".
+      tpu_address: TPU name or grpc address for TPUClusterResolver.
+      devices: device list for "mirrored" (default: all local GPUs, or all logical CPUs when none).
+      num_logical_cpus: split the CPU into this many logical devices first (testing the
+        multi-replica path on a CPU-only machine); must run before TF initializes its devices.
+    """
+    if kind not in STRATEGY_KINDS:
+        raise ValueError(f"get_strategy.kind must be one of {STRATEGY_KINDS}, got {kind!r}")
+    if num_logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_logical_cpus)
+    if kind == "auto":
+        if tpu_address or os.environ.get("TPU_NAME") or _tpu_resolver(None) is not None:
+            kind = "tpu"
+        elif num_workers_in_tf_config() > 1:
+            kind = "multi_worker"
+        elif len(tf.config.list_physical_devices("GPU")) > 1 or num_logical_cpus > 1:
+            kind = "mirrored"
+        elif len(tf.config.list_physical_devices("GPU")) == 1:
+            kind = "one_device"
+        else:
+            kind = "default"
+    if kind == "tpu":
+        resolver = _tpu_resolver(tpu_address)
+        if resolver is None:
+            raise ValueError(f"get_strategy: no TPU found (tpu_address={tpu_address!r})")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    elif kind == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif kind == "mirrored":
+        if devices is None:
+            gpus = tf.config.list_logical_devices("GPU")
+            devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        strategy = tf.distribute.MirroredStrategy(devices)
+    elif kind == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    else:
+        strategy = tf.distribute.get_strategy()
+    logging.info("Distribution: %s with %d replica(s) in sync", type(strategy).__name__,
+                 strategy.num_replicas_in_sync)
+    return strategy

@@ -1,0 +1,163 @@
+"""The paper's learning-rate schedule: "N×" step decay with linear warmup, scaled to the batch.
+
+"N×" means N × 90k iterations at batch 16 with LR 0.02, cut by `decay_factor` at (total − 60k) and
+(total − 20k) iterations (Detectron / detectron2 / the paper, §3.2). Another global batch B scales
+every iteration count by 16/B and the LR by B/16 (the linear scaling rule): detectron2's 9× at
+batch 64 is LR 0.08, 202,500 iterations, steps 187,500 / 197,500.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gin
+import keras
+import tensorflow as tf
+
+REFERENCE_BATCH_SIZE = 16
+ITERATIONS_PER_X = 90_000
+FIRST_DECAY_BEFORE_END = 60_000
+SECOND_DECAY_BEFORE_END = 20_000
+
+
+def _scale_steps(steps_at_batch_16: float, global_batch_size: int) -> int:
+    return int(round(steps_at_batch_16 * REFERENCE_BATCH_SIZE / global_batch_size))
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleSpec:
+    """A resolved schedule: everything in iterations at the actual global batch.
+
+    Attributes:
+      base_lr: LR after warmup, before any decay (already scaled to the batch).
+      total_steps: number of optimizer steps of the whole run.
+      boundaries: steps at which the LR is multiplied by `decay_factor` (increasing).
+      decay_factor: multiplier applied at each boundary (0.1; the small-data recipe uses 0.02).
+      warmup_steps: length of the linear warmup, in steps.
+      warmup_factor: LR multiplier at step 0; it rises linearly to 1 at `warmup_steps`.
+    """
+
+    base_lr: float
+    total_steps: int
+    boundaries: tuple[int, ...]
+    decay_factor: float
+    warmup_steps: int
+    warmup_factor: float
+
+    def lr_at(self, step: int) -> float:
+        """The LR at `step` in plain Python (the reference the Keras schedule is tested against)."""
+        lr = self.base_lr * self.decay_factor ** sum(step >= b for b in self.boundaries)
+        if step < self.warmup_steps:
+            alpha = step / self.warmup_steps
+            lr *= self.warmup_factor * (1.0 - alpha) + alpha
+        return lr
+
+
+@gin.configurable
+def paper_schedule(
+    global_batch_size: int = gin.REQUIRED,
+    schedule_multiplier: float = 1.0,
+    base_lr_at_batch_16: float = 0.02,
+    decay_factor: float = 0.1,
+    warmup_steps_at_batch_16: int = 500,
+    warmup_factor: float = 1.0 / 3.0,
+    scale_warmup_with_batch: bool = True,
+    total_steps: int | None = None,
+    boundaries: tuple[int, ...] | None = None,
+    base_lr: float | None = None,
+) -> ScheduleSpec:
+    """Resolves the paper's "N×" schedule for a global batch.
+
+    Args:
+      global_batch_size: images per optimizer step over all replicas.
+      schedule_multiplier: N of "N×" (1× = 90k iterations at batch 16); fractional values allowed.
+      base_lr_at_batch_16: LR at the reference batch 16 (Detectron: 0.02; small data: 0.04).
+      decay_factor: LR multiplier at each boundary (0.1; the paper's small-data recipe: 0.02).
+      warmup_steps_at_batch_16: linear warmup length at batch 16 (Detectron 500, detectron2 1000).
+      warmup_factor: LR factor at step 0 (Detectron 1/3, detectron2 0.001).
+      scale_warmup_with_batch: scale the warmup length by 16/batch like every other iteration count
+        (Detectron's rule); False keeps it in steps as detectron2 configs do.
+      total_steps: explicit run length, overriding the N× rule (tiny CPU configs, quickstart).
+      boundaries: explicit decay steps; with `total_steps` and no boundaries the paper's rule is
+        applied proportionally (decays at 1 − 60/90N and 1 − 20/90N of the run).
+      base_lr: explicit LR at the actual batch, overriding the linear scaling rule.
+
+    Returns:
+      A `ScheduleSpec` in steps at `global_batch_size`.
+    """
+    if global_batch_size is gin.REQUIRED or int(global_batch_size) <= 0:
+        raise ValueError(f"paper_schedule.global_batch_size must be a positive integer, got {global_batch_size!r}")
+    global_batch_size = int(global_batch_size)
+    if schedule_multiplier <= 0:
+        raise ValueError(f"paper_schedule.schedule_multiplier must be > 0, got {schedule_multiplier}")
+    if base_lr is None:
+        base_lr = base_lr_at_batch_16 * global_batch_size / REFERENCE_BATCH_SIZE
+    reference_total = schedule_multiplier * ITERATIONS_PER_X
+    reference_decays = (reference_total - FIRST_DECAY_BEFORE_END, reference_total - SECOND_DECAY_BEFORE_END)
+    if total_steps is None:
+        total = _scale_steps(reference_total, global_batch_size)
+        if boundaries is None:
+            boundaries = tuple(_scale_steps(max(d, 0), global_batch_size) for d in reference_decays)
+    else:
+        total = int(total_steps)
+        if boundaries is None:
+            boundaries = tuple(int(round(total * max(d, 0) / reference_total)) for d in reference_decays)
+    boundaries = tuple(int(b) for b in boundaries)
+    if total <= 0:
+        raise ValueError(f"paper_schedule: total_steps must be > 0, got {total}")
+    if list(boundaries) != sorted(boundaries):
+        raise ValueError(f"paper_schedule.boundaries must be increasing, got {boundaries}")
+    if scale_warmup_with_batch:
+        warmup = _scale_steps(warmup_steps_at_batch_16, global_batch_size)
+    else:
+        warmup = int(warmup_steps_at_batch_16)
+    warmup = min(warmup, total)
+    return ScheduleSpec(
+        base_lr=float(base_lr),
+        total_steps=total,
+        boundaries=boundaries,
+        decay_factor=float(decay_factor),
+        warmup_steps=warmup,
+        warmup_factor=float(warmup_factor),
+    )
+
+
+class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Keras LR schedule for a `ScheduleSpec`: piecewise constant decay times a linear warmup.
+
+    `__call__(step)` takes the optimizer's iteration count (int64 scalar) and returns a float32 LR.
+    """
+
+    def __init__(self, base_lr, boundaries, decay_factor, warmup_steps, warmup_factor, total_steps=None):
+        self.base_lr = float(base_lr)
+        self.boundaries = tuple(int(b) for b in boundaries)
+        self.decay_factor = float(decay_factor)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_factor = float(warmup_factor)
+        self.total_steps = None if total_steps is None else int(total_steps)
+
+    @classmethod
+    def from_spec(cls, spec: ScheduleSpec) -> "WarmupStepDecay":
+        return cls(spec.base_lr, spec.boundaries, spec.decay_factor, spec.warmup_steps, spec.warmup_factor,
+                   spec.total_steps)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        num_decays = tf.zeros([], tf.float32)
+        for boundary in self.boundaries:
+            num_decays += tf.cast(step >= boundary, tf.float32)
+        lr = self.base_lr * tf.pow(self.decay_factor, num_decays)
+        if self.warmup_steps > 0:
+            alpha = tf.minimum(step / self.warmup_steps, 1.0)
+            lr *= self.warmup_factor * (1.0 - alpha) + alpha
+        return lr
+
+    def get_config(self):
+        return {
+            "base_lr": self.base_lr,
+            "boundaries": list(self.boundaries),
+            "decay_factor": self.decay_factor,
+            "warmup_steps": self.warmup_steps,
+            "warmup_factor": self.warmup_factor,
+            "total_steps": self.total_steps,
+        }

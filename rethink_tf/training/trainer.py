@@ -1,0 +1,357 @@
+"""The training loop: a custom tf.distribute loop (model.fit fails under MultiWorkerMirroredStrategy).
+
+Each step every replica runs forward + backward on its own batch; the Keras optimizer all-reduces
+(sums) the gradients, so each replica scales its objective by 1/num_replicas. The objective is the sum
+of whatever loss terms the model returns (the trainer does not know the heads) plus coupled L2 weight
+decay added to the gradients of non-normalization variables.
+
+Data: every local replica owns a plain tf.data iterator (input pipeline `input_pipeline_id` = its
+global replica id), fed through `experimental_distribute_values_from_function`. Plain iterators can be
+checkpointed, so a restarted run resumes at the same data position.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Callable
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from rethink_tf.training import checkpointing, distribute, summaries
+from rethink_tf.training import optimizer as optimizer_lib, schedule as schedule_lib
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a loss term becomes NaN or Inf; the message names the step and the loss terms."""
+
+
+def _samples_seen_fallback(batch):
+    info = tf.cast(batch["image_info"], tf.float32)
+    valid = tf.logical_and(batch["gt_classes"] > 0, tf.logical_not(tf.cast(batch["gt_is_crowd"], tf.bool)))
+    valid = tf.logical_and(valid, batch["image_id"][:, None] >= 0)
+    return {
+        "images": tf.reduce_sum(tf.cast(batch["image_id"] >= 0, tf.float32)),
+        "instances": tf.reduce_sum(tf.cast(valid, tf.float32)),
+        "pixels": tf.reduce_sum(info[:, 1, 0] * info[:, 1, 1] * tf.cast(batch["image_id"] >= 0, tf.float32)),
+    }
+
+
+def samples_seen(batch) -> dict:
+    """Images, instances and pixels in a batch (Figure 2), from the data package when it exists."""
+    try:
+        from rethink_tf.data.input_pipeline import samples_seen as data_samples_seen
+    except ImportError:
+        return _samples_seen_fallback(batch)
+    return data_samples_seen(batch)
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def format_progress(step, total_steps, losses, lr, images_per_sec, eta_seconds) -> str:
+    """One line a person reads at a glance: step, loss terms, LR, images/s, ETA."""
+    total = sum(losses.values())
+    terms = " ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()))
+    return (f"step {step}/{total_steps} ({100.0 * step / total_steps:.1f}%) | loss {total:.4f} [{terms}] | "
+            f"lr {lr:.5g} | {images_per_sec:.1f} img/s | ETA {format_duration(eta_seconds)}")
+
+
+@gin.configurable(denylist=["model_dir", "strategy", "model_fn", "dataset_fn", "schedule", "global_batch_size",
+                            "eval_fn", "after_first_step"])
+class Trainer:
+    """Owns model, optimizer, checkpoints and the loop.
+
+    Args:
+      model_dir: output directory (checkpoints, TensorBoard under train/ and eval/).
+      strategy: a tf.distribute strategy (see `distribute.get_strategy`).
+      model_fn: () -> keras.Model; called under the strategy scope. `model(batch, training=True)` must
+        return a dict of scalar loss terms.
+      dataset_fn: (tf.distribute.InputContext) -> tf.data.Dataset of per-replica training batches.
+      schedule: a `schedule.ScheduleSpec` (LR and total steps).
+      global_batch_size: images per step over all replicas.
+      eval_fn: optional (step, samples: dict) -> (scalars: dict, images: dict name -> uint8 [N,H,W,3]).
+      after_first_step: optional () -> None, called once after the first step of this process.
+      weight_decay: coupled L2 coefficient (1e-4), not applied to normalization layers.
+      checkpoint_every: steps between checkpoints.
+      keep_checkpoints: how many recent checkpoints to keep.
+      log_every: steps between progress lines.
+      summary_every: steps between TensorBoard scalar writes.
+      eval_every: steps between evaluations (0: only at the end; None or -1: never).
+      mixed_precision: None, "mixed_bfloat16" or "mixed_float16" (float16 adds dynamic loss scaling).
+      jit_compile: XLA-compile each replica's forward and backward pass.
+      checkpoint_data_position: checkpoint the tf.data iterators (exact, cheap resume).
+      seed: global random seed (keras.utils.set_random_seed) set before the model is built.
+    """
+
+    def __init__(self, model_dir: str, strategy: tf.distribute.Strategy, model_fn: Callable,
+                 dataset_fn: Callable, schedule: schedule_lib.ScheduleSpec, global_batch_size: int,
+                 eval_fn: Callable | None = None, after_first_step: Callable | None = None,
+                 weight_decay: float = 1e-4, checkpoint_every: int = 2000, keep_checkpoints: int = 5,
+                 log_every: int = 20, summary_every: int = 100, eval_every: int | None = 10_000,
+                 mixed_precision: str | None = None, jit_compile: bool = False,
+                 checkpoint_data_position: bool = True, seed: int | None = 0):
+        if mixed_precision not in (None, "mixed_bfloat16", "mixed_float16"):
+            raise ValueError(f"Trainer.mixed_precision must be None, 'mixed_bfloat16' or 'mixed_float16', "
+                             f"got {mixed_precision!r}")
+        num_replicas = strategy.num_replicas_in_sync
+        if global_batch_size % num_replicas:
+            raise ValueError(f"global batch {global_batch_size} is not divisible by the {num_replicas} replicas")
+        for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every),
+                            ("summary_every", summary_every)):
+            if value <= 0:
+                raise ValueError(f"Trainer.{name} must be > 0, got {value}")
+        self.model_dir = model_dir
+        self.strategy = strategy
+        self.schedule = schedule
+        self.global_batch_size = global_batch_size
+        self.eval_fn = eval_fn
+        self.after_first_step = after_first_step
+        self.weight_decay = float(weight_decay)
+        self.checkpoint_every = checkpoint_every
+        self.log_every = log_every
+        self.summary_every = summary_every
+        self.eval_every = eval_every
+        self.jit_compile = jit_compile
+        self.chief = distribute.is_chief(strategy)
+        self.worker_id = distribute.worker_index(strategy)
+        self._dataset_fn = dataset_fn
+
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        keras.mixed_precision.set_global_policy(mixed_precision or "float32")
+        with strategy.scope():
+            self.model = model_fn()
+            self.lr_schedule = schedule_lib.WarmupStepDecay.from_spec(schedule)
+            opt = optimizer_lib.build_optimizer(self.lr_schedule)
+            if mixed_precision == "mixed_float16":
+                opt = keras.optimizers.LossScaleOptimizer(opt)
+            self.optimizer = opt
+        # Figure 2 counters: plain host variables, updated with already all-reduced values.
+        with tf.device("/cpu:0"):
+            self.samples = {k: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=f"seen_{k}")
+                            for k in ("images", "instances", "pixels")}
+        self._built = False
+        self._checkpointer = None
+        self._data_checkpointer = checkpointing.DataCheckpointer(model_dir, self.worker_id, keep_checkpoints)
+        if not checkpoint_data_position:
+            self._data_checkpointer.enabled = False
+        self._keep = keep_checkpoints
+        self._train_step = None
+        self._iterators = None
+        self._pending = None
+
+    # ----- setup -----
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def _local_replica_ids(self) -> list[int]:
+        if self.strategy.num_replicas_in_sync == 1:
+            return [0]
+        num_local = len(self.strategy.extended.worker_devices)
+        return [self.worker_id * num_local + i for i in range(num_local)]
+
+    def _build_state(self, first_batch):
+        """Builds model and optimizer variables (one forward on a real batch), then the checkpoint."""
+        with self.strategy.scope():
+            self.strategy.run(lambda b: self.model(b, training=True), args=(first_batch,))
+            self.optimizer.build(self.model.trainable_variables)
+        variables = self.model.trainable_variables
+        decayed, _ = optimizer_lib.split_decay_variables(self.model)
+        decayed_ids = {id(v) for v in decayed}
+        self._decay_mask = [id(v) in decayed_ids for v in variables]
+        self._checkpointer = checkpointing.ModelCheckpointer(
+            self.model_dir, {"model": self.model, "optimizer": self.optimizer,
+                             **{f"seen_{k}": v for k, v in self.samples.items()}},
+            max_to_keep=self._keep, chief=self.chief, worker_id=self.worker_id)
+        self._built = True
+
+    def _make_iterators(self, skip_steps: int = 0):
+        num_replicas = self.strategy.num_replicas_in_sync
+        iterators = {}
+        for rid in self._local_replica_ids():
+            context = tf.distribute.InputContext(num_input_pipelines=num_replicas, input_pipeline_id=rid,
+                                                 num_replicas_in_sync=num_replicas)
+            dataset = self._dataset_fn(context)
+            if skip_steps:
+                dataset = dataset.skip(skip_steps)
+            iterators[f"replica_{rid}"] = iter(dataset)
+        return iterators
+
+    def _fetch(self):
+        batches = [next(it) for it in self._iterators.values()]
+        if not isinstance(self.strategy, (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy,
+                                          tf.distribute.TPUStrategy)):
+            return batches[0]
+        first = self._local_replica_ids()[0]
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: batches[ctx.replica_id_in_sync_group - first])
+
+    def _next_batch(self):
+        if self._pending is not None:
+            batch, self._pending = self._pending, None
+            return batch
+        return self._fetch()
+
+    def restore_or_initialize(self) -> int:
+        """Builds the state, restores the latest checkpoint if any and positions the data. Returns the step.
+
+        The batch that builds the variables is the first training batch of a fresh run; on resume the
+        iterators are repositioned from the data checkpoint (or by skipping) and that batch is dropped.
+        """
+        self._iterators = self._make_iterators()
+        self._pending = self._fetch()
+        self._build_state(self._pending)
+        restored = self._checkpointer.restore()
+        step = self.step
+        self._data_checkpointer.track(self._iterators)
+        if restored is None or step == 0:
+            return step
+        self._pending = None
+        if self._data_checkpointer.restore(step):
+            logging.info("Resumed the data position of step %d", step)
+        else:
+            logging.warning("No data-position checkpoint for step %d: skipping %d batches per replica.", step, step)
+            self._iterators = self._make_iterators(skip_steps=step)
+            self._data_checkpointer.track(self._iterators)
+        return step
+
+    # ----- the step -----
+    def _build_train_step(self):
+        strategy, model, opt = self.strategy, self.model, self.optimizer
+        num_replicas = strategy.num_replicas_in_sync
+        variables = model.trainable_variables
+        decay_mask = self._decay_mask
+        weight_decay = self.weight_decay
+        loss_scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
+
+        def forward_backward(batch):
+            with tf.GradientTape() as tape:
+                losses = model(batch, training=True)
+                if not isinstance(losses, dict) or not losses:
+                    raise TypeError("model(batch, training=True) must return a non-empty dict of loss terms")
+                losses = {k: tf.cast(v, tf.float32) for k, v in losses.items()}
+                objective = tf.add_n(list(losses.values())) / num_replicas
+                if loss_scaled:
+                    objective = opt.scale_loss(objective)
+            grads = tape.gradient(objective, variables)
+            scale = 1.0 / num_replicas
+            if loss_scaled:
+                scale = scale * tf.cast(opt.dynamic_scale, tf.float32)
+            grads = optimizer_lib.add_coupled_weight_decay(grads, variables, decay_mask, weight_decay, scale)
+            return losses, grads
+
+        if self.jit_compile:
+            forward_backward = tf.function(forward_backward, jit_compile=True)
+
+        def replica_step(batch):
+            losses, grads = forward_backward(batch)
+            opt.apply_gradients(zip(grads, variables))
+            counts = {k: tf.cast(v, tf.float32) for k, v in samples_seen(batch).items()}
+            return losses, counts
+
+        def train_step(batch):
+            losses, counts = strategy.run(replica_step, args=(batch,))
+            # Each replica reports the mean over its own batch: the global mean is the replicas' mean.
+            losses = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in losses.items()}
+            for k, v in counts.items():
+                total = strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                self.samples[k].assign_add(tf.cast(total, tf.float64))
+            return losses
+
+        return tf.function(train_step)
+
+    # ----- the loop -----
+    def _save(self, step: int):
+        path = self._checkpointer.save(step)
+        self._data_checkpointer.save(step)
+        if self.chief:
+            logging.info("Saved checkpoint %s", path)
+
+    def _samples_now(self) -> dict:
+        return {k: float(v.numpy()) for k, v in self.samples.items()}
+
+    def _run_eval(self, step: int, eval_writer):
+        if self.eval_fn is None or not self.chief:
+            return None
+        scalars, images = self.eval_fn(step, self._samples_now())
+        with eval_writer.as_default(step=step):
+            for name, value in scalars.items():
+                summaries.scalar(name, value)
+            for name, value in (images or {}).items():
+                summaries.image(name, value, max_outputs=len(value))
+        eval_writer.flush()
+        return scalars
+
+    def train(self, max_steps: int | None = None) -> dict:
+        """Trains up to `schedule.total_steps` (or `max_steps` more steps). Returns the last loss terms."""
+        if not self._built:
+            self.restore_or_initialize()
+        if self._train_step is None:
+            self._train_step = self._build_train_step()
+        total_steps = self.schedule.total_steps
+        step = self.step
+        end = total_steps if max_steps is None else min(total_steps, step + max_steps)
+        if self.chief:
+            train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+            eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
+        else:
+            train_writer = eval_writer = tf.summary.create_noop_writer()
+        logging.info("Training from step %d to %d (global batch %d, %d replica(s))", step, end,
+                     self.global_batch_size, self.strategy.num_replicas_in_sync)
+        losses = {}
+        window_start, window_step = time.time(), step
+        images_per_sec = float("nan")
+        first_of_process = True
+        while step < end:
+            batch = self._next_batch()
+            losses = {k: float(v) for k, v in self._train_step(batch).items()}
+            step = self.step
+            if not all(math.isfinite(v) for v in losses.values()):
+                terms = ", ".join(f"{k}={v}" for k, v in sorted(losses.items()))
+                raise NonFiniteLossError(
+                    f"Non-finite loss at step {step}: {terms}. Stopping; the last good checkpoint in "
+                    f"{self.model_dir} is kept ({self._checkpointer.latest()}).")
+            if first_of_process:
+                first_of_process = False
+                window_start, window_step = time.time(), step  # exclude tracing from the speed
+                if self.after_first_step is not None and self.chief:
+                    self.after_first_step()
+            lr = float(self.lr_schedule(step - 1))
+            if step % self.log_every == 0 or step == end:
+                elapsed = time.time() - window_start
+                if step > window_step and elapsed > 0:
+                    images_per_sec = (step - window_step) * self.global_batch_size / elapsed
+                eta = (end - step) * self.global_batch_size / images_per_sec if images_per_sec > 0 else float("nan")
+                logging.info("%s", format_progress(step, total_steps, losses, lr, images_per_sec, eta))
+                window_start, window_step = time.time(), step
+            if step % self.summary_every == 0 or step == end:
+                with train_writer.as_default(step=step):
+                    for k, v in losses.items():
+                        summaries.scalar(f"loss/{k}", v)
+                    summaries.scalar("loss/total", sum(losses.values()))
+                    summaries.scalar("learning_rate", lr)
+                    if math.isfinite(images_per_sec):
+                        summaries.scalar("images_per_sec", images_per_sec)
+                    for k, v in self._samples_now().items():
+                        summaries.scalar(f"samples_seen/{k}", v)
+                train_writer.flush()
+            if step % self.checkpoint_every == 0 or step == end:
+                self._save(step)
+            if self.eval_every and self.eval_every > 0 and step % self.eval_every == 0 and step != end:
+                self._run_eval(step, eval_writer)
+        if step == total_steps and self.eval_every is not None and self.eval_every >= 0:
+            self._run_eval(step, eval_writer)
+        return losses
