@@ -147,3 +147,69 @@ def greedy_nms(boxes, scores, iou_threshold, max_output):
         if len(keep) == max_output:
             break
     return keep
+
+
+def multiclass_nms(boxes, scores, score_threshold, iou_threshold, max_detections):
+    """boxes [N, K, 4], scores [N, K] -> list of (score, class 1..K, box), best first."""
+    dets = []
+    for k in range(scores.shape[1]):
+        cand = [i for i in range(scores.shape[0]) if scores[i, k] > score_threshold]
+        keep = greedy_nms(boxes[cand, k], scores[cand, k], iou_threshold, len(cand))
+        dets += [(scores[cand[i], k], k + 1, boxes[cand[i], k]) for i in keep]
+    dets.sort(key=lambda d: -d[0])
+    return dets[:max_detections]
+
+
+def proposals(objectness, deltas, anchors, image_hw, pre_topk, post_topk, nms_iou, min_size):
+    """detectron2 find_top_rpn_proposals for one image: dict inputs per level -> (boxes, scores)."""
+    out = []
+    for level in sorted(objectness):
+        scores = objectness[level]
+        order = np.argsort(-scores, kind="stable")[:pre_topk]
+        boxes = []
+        for i in order:
+            b = decode(deltas[level][i], anchors[level][i], (1, 1, 1, 1))
+            b = np.array([min(max(b[0], 0), image_hw[0]), min(max(b[1], 0), image_hw[1]),
+                          min(max(b[2], 0), image_hw[0]), min(max(b[3], 0), image_hw[1])])
+            boxes.append(b)
+        ok = [j for j, b in enumerate(boxes) if b[2] - b[0] > min_size and b[3] - b[1] > min_size]
+        keep = greedy_nms([boxes[j] for j in ok], [scores[order[j]] for j in ok], nms_iou, post_topk)
+        out += [(scores[order[ok[j]]], boxes[ok[j]]) for j in keep]
+    out.sort(key=lambda d: -d[0])
+    out = out[:post_topk]
+    return np.array([b for _, b in out]).reshape(-1, 4), np.array([s for s, _ in out])
+
+
+def bilinear_zero_padded(grid, u, v):
+    """Bilinear sample of a 2-D grid at continuous (row u, col v), pixel centres at integers, 0 outside."""
+    def at(i, j):
+        return grid[i, j] if 0 <= i < grid.shape[0] and 0 <= j < grid.shape[1] else 0.0
+    i0, j0 = math.floor(u), math.floor(v)
+    a, b = u - i0, v - j0
+    return ((1 - a) * (1 - b) * at(i0, j0) + (1 - a) * b * at(i0, j0 + 1)
+            + a * (1 - b) * at(i0 + 1, j0) + a * b * at(i0 + 1, j0 + 1))
+
+
+def mask_target(gt_mask, gt_box, roi, output_size):
+    """RoI crop of a box-frame mask: sample at the RoI's output-cell centres."""
+    s = gt_mask.shape[0]
+    out = np.zeros((output_size, output_size))
+    for i in range(output_size):
+        for j in range(output_size):
+            y = roi[0] + (i + 0.5) * (roi[2] - roi[0]) / output_size
+            x = roi[1] + (j + 0.5) * (roi[3] - roi[1]) / output_size
+            u = (y - gt_box[0]) / (gt_box[2] - gt_box[0]) * s - 0.5
+            v = (x - gt_box[1]) / (gt_box[3] - gt_box[1]) * s - 0.5
+            out[i, j] = bilinear_zero_padded(gt_mask, u, v)
+    return out
+
+
+def paste_mask(mask, box, image_hw, threshold):
+    out = np.zeros(image_hw, np.uint8)
+    m = mask.shape[0]
+    for y in range(image_hw[0]):
+        for x in range(image_hw[1]):
+            u = (y + 0.5 - box[0]) / (box[2] - box[0]) * m - 0.5
+            v = (x + 0.5 - box[1]) / (box[3] - box[1]) * m - 0.5
+            out[y, x] = bilinear_zero_padded(mask, u, v) >= threshold
+    return out
