@@ -1,0 +1,199 @@
+"""The one input pipeline: decoded examples of any source -> fixed-shape batches (CONTRACT.md).
+
+Batch dict (B = per-replica batch, C = canvas_size, M = max_instances, S = mask_crop_size):
+    images      float32 [B, C, C, 3]  RGB - mean (/ std if divide_by_std), image at top-left, padding 0
+    image_info  float32 [B, 4, 2]     [orig_h, orig_w], [scaled_h, scaled_w], [scale_y, scale_x], [0, 0]
+    image_id    int64 [B]             -1 for the padding entries of the last eval batch
+    gt_boxes    float32 [B, M, 4]     yxyx canvas pixels, padding rows 0
+    gt_classes  int32 [B, M]          1..K, padding -1
+    gt_is_crowd bool [B, M]           crowd regions: to be ignored as training targets
+    gt_masks    uint8 [B, M, S, S]    box-cropped masks (only if the source has masks)
+    gt_keypoints float32 [B, M, K, 3] (x, y, v) canvas pixels (only if the source has keypoints)
+
+Instances beyond M are dropped, non-crowd ones kept first.
+"""
+
+import math
+
+import gin
+import tensorflow as tf
+
+from rethink_tf.data import augment
+from rethink_tf.data import coco as coco_lib
+from rethink_tf.data import preprocess
+
+_DUMMY_IMAGE_SIDE = 32  # padding examples of the last eval batch are 32x32 black images
+
+
+def _check_config(training, train_short_side, short_side_step, eval_short_side, max_size, canvas_size,
+                  max_instances, mask_crop_size, flip_prob, global_batch_size):
+    def bad(binding, value, why):
+        raise ValueError(f"build_dataset.{binding}={value!r}: {why}")
+    if canvas_size % 32:
+        bad("canvas_size", canvas_size, "must be a multiple of 32 (FPN strides up to 32)")
+    if max_size > canvas_size:
+        bad("max_size", max_size, f"exceeds canvas_size={canvas_size}")
+    lo, hi = train_short_side
+    if not 0 < lo <= hi:
+        bad("train_short_side", train_short_side, "need 0 < low <= high")
+    if short_side_step <= 0:
+        bad("short_side_step", short_side_step, "must be > 0")
+    if eval_short_side <= 0:
+        bad("eval_short_side", eval_short_side, "must be > 0")
+    if max_instances <= 0:
+        bad("max_instances", max_instances, "must be > 0")
+    if mask_crop_size <= 0:
+        bad("mask_crop_size", mask_crop_size, "must be > 0")
+    if not 0.0 <= flip_prob <= 1.0:
+        bad("flip_prob", flip_prob, "must be in [0, 1]")
+    if global_batch_size <= 0:
+        bad("global_batch_size", global_batch_size, "must be > 0")
+
+
+def _pad_instances(tensor, max_instances, pad_value):
+    """[n, ...] -> [M, ...]: first M rows, padded with pad_value."""
+    tensor = tensor[:max_instances]
+    n = tf.shape(tensor)[0]
+    paddings = [[0, max_instances - n]] + [[0, 0]] * (len(tensor.shape) - 1)
+    padded = tf.pad(tensor, paddings, constant_values=pad_value)
+    return tf.ensure_shape(padded, [max_instances] + tensor.shape[1:].as_list())
+
+
+def _transform(example, seed, *, training, train_short_side, short_side_step, eval_short_side, max_size,
+               canvas_size, max_instances, flip_prob, divide_by_std, flip_permutation):
+    """One decoded example -> one fixed-shape batch element (see module docstring)."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    if training:
+        short_side = augment.sample_short_side(seeds[0], train_short_side, short_side_step)
+    else:
+        short_side = eval_short_side
+    image, image_info = preprocess.resize_image(example["image"], short_side, max_size)
+    boxes = augment.scale_boxes(example["boxes"], image_info)
+    masks = example.get("masks")
+    keypoints = example.get("keypoints")
+    if keypoints is not None:
+        keypoints = augment.scale_keypoints(keypoints, image_info)
+
+    if training and flip_prob > 0:
+        do_flip = tf.random.stateless_uniform([], seeds[1]) < flip_prob
+        width = image_info[1, 1]
+        image = tf.cond(do_flip, lambda: augment.flip_image(image), lambda: image)
+        boxes = tf.cond(do_flip, lambda: augment.flip_boxes(boxes, width), lambda: boxes)
+        if masks is not None:
+            masks = tf.cond(do_flip, lambda: augment.flip_masks(masks), lambda: masks)
+        if keypoints is not None:
+            kp = keypoints
+            keypoints = tf.cond(do_flip, lambda: augment.flip_keypoints(kp, width, flip_permutation),
+                                lambda: kp)
+
+    canvas = preprocess.pad_to_canvas(image, canvas_size)
+    std = preprocess.PIXEL_STD if divide_by_std else None
+    images = preprocess.normalize_image(canvas, preprocess.PIXEL_MEAN, std, image_info=image_info)
+
+    # Non-crowd instances first (stable), so truncation to M drops crowd regions before real objects.
+    order = tf.argsort(tf.cast(example["is_crowd"], tf.int32), stable=True)
+    out = {
+        "images": images,
+        "image_info": image_info,
+        "image_id": tf.cast(example["image_id"], tf.int64),
+        "gt_boxes": _pad_instances(tf.gather(boxes, order), max_instances, 0.0),
+        "gt_classes": _pad_instances(tf.gather(example["classes"], order), max_instances, -1),
+        "gt_is_crowd": _pad_instances(tf.gather(example["is_crowd"], order), max_instances, False),
+    }
+    if masks is not None:
+        out["gt_masks"] = _pad_instances(tf.gather(masks, order), max_instances, tf.constant(0, tf.uint8))
+    if keypoints is not None:
+        out["gt_keypoints"] = _pad_instances(tf.gather(keypoints, order), max_instances, 0.0)
+    return out
+
+
+def _dummy_examples(count, element_spec):
+    """`count` empty 32x32 examples with image_id -1, matching the decoded-example structure."""
+    def make(_):
+        ex = {}
+        for key, spec in element_spec.items():
+            if key == "image_id":
+                ex[key] = tf.constant(-1, tf.int64)
+            elif key == "image":
+                ex[key] = tf.zeros([_DUMMY_IMAGE_SIDE, _DUMMY_IMAGE_SIDE, 3], tf.uint8)
+            else:
+                ex[key] = tf.zeros([0] + spec.shape[1:].as_list(), spec.dtype)
+        return ex
+    return tf.data.Dataset.range(count).map(make)
+
+
+@gin.configurable
+def build_dataset(source, *, training, global_batch_size, input_context=None,
+                  train_short_side=(640, 800), short_side_step=32, eval_short_side=800, max_size=1333,
+                  canvas_size=None, max_instances=100, mask_crop_size=112, flip_prob=0.5,
+                  divide_by_std=False, shuffle_buffer=1000, seed=None):
+    """Fixed-shape batches of `source` (module docstring lists the keys, shapes and dtypes).
+
+    Args:
+      source: a data source (rethink_tf.data.sources / tfds_source).
+      training: True: shuffled, repeated, scale-augmented and flipped. False: one pass in image-id order
+        (per shard), shorter side = eval_short_side, last batch padded with image_id = -1 entries so every
+        replica gets the same number of full batches.
+      global_batch_size: images per step over all replicas; divided by input_context.num_replicas_in_sync.
+      input_context: tf.distribute.InputContext (per-replica batch, shard = input_pipeline_id).
+      train_short_side: (low, high) range of the shorter side in training, pixels; drawn per image from
+        {low, low + short_side_step, ...} (Detectron/detectron2: 640..800 step 32).
+      eval_short_side: shorter side at evaluation.
+      max_size: cap on the longer side.
+      canvas_size: square canvas side; default max_size rounded up to a multiple of 32.
+      max_instances: M, instance slots per image.
+      mask_crop_size: S, side of each box-cropped mask.
+      flip_prob: probability of a horizontal flip in training.
+      divide_by_std: also divide by the RGB std (detectron2 9x recipe); Detectron: False.
+      shuffle_buffer: buffer of the tfds source's example shuffle (COCO-directory sources shuffle ids
+        over the whole set).
+      seed: makes shuffling and augmentation reproducible (None: random).
+    Returns:
+      tf.data.Dataset of batch dicts.
+    """
+    if canvas_size is None:
+        canvas_size = int(math.ceil(max_size / 32) * 32)
+    _check_config(training, train_short_side, short_side_step, eval_short_side, max_size, canvas_size,
+                  max_instances, mask_crop_size, flip_prob, global_batch_size)
+    batch_size = global_batch_size
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+
+    ds = source.example_dataset(training=training, mask_crop_size=mask_crop_size,
+                                input_context=input_context, seed=seed, shuffle_buffer=shuffle_buffer)
+    if not training:
+        shards = input_context.num_input_pipelines if input_context is not None else 1
+        shard = input_context.input_pipeline_id if input_context is not None else 0
+        total = source.num_examples(training=False)
+        mine = len(range(shard, total, shards))
+        batches = math.ceil(math.ceil(total / shards) / batch_size)
+        if batches * batch_size > mine:
+            ds = ds.concatenate(_dummy_examples(batches * batch_size - mine, ds.element_spec))
+
+    flip_permutation = coco_lib.flip_permutation(source.keypoint_names) if source.has_keypoints else None
+    options = dict(training=training, train_short_side=tuple(train_short_side),
+                   short_side_step=short_side_step, eval_short_side=eval_short_side, max_size=max_size,
+                   canvas_size=canvas_size, max_instances=max_instances, flip_prob=flip_prob,
+                   divide_by_std=divide_by_std, flip_permutation=flip_permutation)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).map(
+        lambda ex, s: _transform(ex, s, **options), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def samples_seen(batch):
+    """Figure 2 counts of one batch: {"images", "instances", "pixels"} int64 scalars.
+
+    images: real (non-padding) images; instances: non-crowd, non-padding instances; pixels: sum over real
+    images of scaled_h * scaled_w (the image area at the trained scale, padding excluded).
+    """
+    real = batch["image_id"] >= 0
+    instances = tf.logical_and(batch["gt_classes"] > 0, tf.logical_not(batch["gt_is_crowd"]))
+    instances = tf.logical_and(instances, real[:, None])
+    area = batch["image_info"][:, 1, 0] * batch["image_info"][:, 1, 1]
+    return {
+        "images": tf.reduce_sum(tf.cast(real, tf.int64)),
+        "instances": tf.reduce_sum(tf.cast(instances, tf.int64)),
+        "pixels": tf.reduce_sum(tf.where(real, tf.cast(tf.round(area), tf.int64), tf.constant(0, tf.int64))),
+    }

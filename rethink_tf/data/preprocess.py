@@ -1,0 +1,109 @@
+"""Image preprocessing shared by the training input pipeline and serving.
+
+Both paths call the same functions, so a served model sees exactly the pixels it was trained on:
+
+    canvas, image_info = resize_and_pad(image_uint8, short_side=800, max_size=1333, canvas_size=1344)
+    images = normalize_image(canvas, image_info=image_info)
+
+`image_info` is float32 [4, 2] with rows
+    [orig_h, orig_w], [scaled_h, scaled_w], [scale_y, scale_x], [offset_y, offset_x]
+where scaled_* is the valid (non-padding) region at the top-left of the canvas, scale_* = scaled / original
+per axis, and the offset row is always 0 (reserved for crops).
+"""
+
+import tensorflow as tf
+
+PIXEL_MEAN = (123.675, 116.28, 103.53)  # RGB, 0..255 scale (Detectron / detectron2)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def scaled_size(height, width, short_side, max_size):
+    """Size after resizing the shorter side to `short_side` with the longer side capped at `max_size`.
+
+    Detectron's rule: scale = short_side / min(h, w), unless that makes the longer side exceed max_size,
+    then scale = max_size / max(h, w). Sizes are rounded to the nearest pixel (at least 1).
+
+    Args: scalar tensors/numbers (pixels). Returns (scaled_h, scaled_w) int32 scalar tensors.
+    """
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    short_side = tf.cast(short_side, tf.float32)
+    max_size = tf.cast(max_size, tf.float32)
+    scale = short_side / tf.minimum(h, w)
+    scale = tf.where(tf.round(scale * tf.maximum(h, w)) > max_size, max_size / tf.maximum(h, w), scale)
+    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    return new_h, new_w
+
+
+def resize_image(image, short_side, max_size):
+    """Resizes an image (bilinear, no antialiasing, as cv2.INTER_LINEAR in Detectron).
+
+    Args:
+      image: uint8 or float [h, w, 3].
+      short_side: target length of the shorter side in pixels (scalar, may be a tensor).
+      max_size: cap on the longer side in pixels.
+    Returns:
+      (resized float32 [scaled_h, scaled_w, 3] in the input's value range, image_info float32 [4, 2]).
+    """
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    new_h, new_w = scaled_size(height, width, short_side, max_size)
+    resized = tf.image.resize(tf.cast(image, tf.float32), tf.stack([new_h, new_w]), method="bilinear")
+    orig = tf.cast(tf.stack([height, width]), tf.float32)
+    scaled = tf.cast(tf.stack([new_h, new_w]), tf.float32)
+    image_info = tf.stack([orig, scaled, scaled / orig, tf.zeros([2], tf.float32)])
+    return resized, image_info
+
+
+def pad_to_canvas(image, canvas_size):
+    """Places `image` [h, w, C] at the top-left of a zero canvas [canvas_size, canvas_size, C]."""
+    shape = tf.shape(image)
+    with tf.control_dependencies([
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(shape[:2]), canvas_size,
+            message="image larger than canvas_size: raise canvas_size or lower max_size"),
+    ]):
+        canvas = tf.pad(image, [[0, canvas_size - shape[0]], [0, canvas_size - shape[1]], [0, 0]])
+    return tf.ensure_shape(canvas, [canvas_size, canvas_size, None])
+
+
+def resize_and_pad(image_uint8, short_side, max_size, canvas_size):
+    """Resizes (shorter side -> short_side, longer <= max_size) and pads to a square canvas.
+
+    Args:
+      image_uint8: uint8 [h, w, 3] RGB.
+      short_side: target shorter side in pixels (python number or scalar tensor).
+      max_size: cap on the longer side in pixels; must be <= canvas_size.
+      canvas_size: side of the output canvas (a python int, multiple of 32 for the FPN).
+    Returns:
+      canvas: float32 [canvas_size, canvas_size, 3], unnormalized 0..255 RGB, zero outside the image.
+      image_info: float32 [4, 2] (see module docstring).
+    """
+    resized, image_info = resize_image(image_uint8, short_side, max_size)
+    return pad_to_canvas(resized, canvas_size), image_info
+
+
+def normalize_image(image, mean=PIXEL_MEAN, std=None, image_info=None):
+    """Subtracts the RGB mean (and divides by std when given): (image - mean) / std.
+
+    Args:
+      image: float [..., H, W, 3] in 0..255.
+      mean, std: per-channel RGB values on the 0..255 scale; std=None skips the division (Detectron).
+      image_info: optional float32 [..., 4, 2]; when given, pixels outside the valid region
+        [0:scaled_h, 0:scaled_w] are set to 0 so the padding is 0 after normalization, as in training.
+    Returns:
+      float32 tensor of the image's shape.
+    """
+    image = tf.cast(image, tf.float32) - tf.constant(mean, tf.float32)
+    if std is not None:
+        image = image / tf.constant(std, tf.float32)
+    if image_info is not None:
+        shape = tf.shape(image)
+        rows = tf.range(shape[-3], dtype=tf.float32)
+        cols = tf.range(shape[-2], dtype=tf.float32)
+        scaled_h = image_info[..., 1, 0][..., None, None]
+        scaled_w = image_info[..., 1, 1][..., None, None]
+        valid = tf.logical_and(rows[:, None] < scaled_h, cols[None, :] < scaled_w)
+        image = image * tf.cast(valid, tf.float32)[..., None]
+    return image
