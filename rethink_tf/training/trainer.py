@@ -348,10 +348,15 @@ class Trainer:
                     for k, v in self._samples_now().items():
                         summaries.scalar(f"samples_seen/{k}", v)
                 train_writer.flush()
+            paused = False
             if step % self.checkpoint_every == 0 or step == end:
                 self._save(step)
+                paused = True
             if self.eval_every and self.eval_every > 0 and step % self.eval_every == 0 and step != end:
                 self._run_eval(step, eval_writer)
+                paused = True
+            if paused:  # keep checkpointing and evaluation out of the images/s window
+                window_start, window_step = time.time(), step
         if step == total_steps and self.eval_every is not None and self.eval_every >= 0:
             self._run_eval(step, eval_writer)
         return losses

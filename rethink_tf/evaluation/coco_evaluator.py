@@ -1,0 +1,171 @@
+"""COCO evaluation: model detections -> COCO results json -> pycocotools bbox / segm metrics.
+
+Results are in the dataset's terms: boxes [x, y, w, h] in original image pixels, COCO category ids
+(through the source's label -> category id mapping), masks as RLE of the pasted full-image masks.
+Metrics are pycocotools' COCOeval summaries (AP, AP50, AP75, APs, APm, APl), in percent like the
+paper's tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import numpy as np
+from pycocotools import mask as mask_api
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """{0,1} mask [h, w] -> COCO RLE dict with a str `counts` (json-serializable)."""
+    rle = mask_api.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def detections_to_results(detections: dict, image_ids, image_info, label_to_category_id,
+                          include_masks: bool, mask_threshold: float = 0.5) -> list[dict]:
+    """Converts one batch of model detections to COCO result dicts.
+
+    Args:
+      detections: numpy dict with `detection_boxes` [B, D, 4] yxyx original pixels,
+        `detection_scores` [B, D], `detection_classes` [B, D] contiguous labels (0 = empty),
+        `num_detections` [B], and `detection_masks` [B, D, m, m] probabilities when `include_masks`.
+      image_ids: int [B]; entries < 0 are padding images and are skipped.
+      image_info: float [B, 4, 2]; row 0 is the original (h, w).
+      label_to_category_id: int array [K + 1] (entry 0 unused) mapping labels to category ids.
+      include_masks: also emit `segmentation` RLEs (masks pasted at `mask_threshold`).
+    Returns:
+      list of {"image_id", "category_id", "bbox", "score"[, "segmentation"]}.
+    """
+    from rethink_tf.ops.masks import paste_masks  # ops is heavy only at import of TF; numpy here
+
+    lookup = np.asarray(label_to_category_id, np.int64)
+    results = []
+    for i, image_id in enumerate(np.asarray(image_ids).reshape(-1)):
+        if image_id < 0:
+            continue
+        n = int(detections["num_detections"][i])
+        classes = np.asarray(detections["detection_classes"][i][:n], np.int64)
+        keep = classes > 0
+        if np.any(classes >= len(lookup)):
+            raise ValueError(f"detection class {classes.max()} outside the label map (K = {len(lookup) - 1})")
+        boxes = np.asarray(detections["detection_boxes"][i][:n], np.float64)[keep]
+        scores = np.asarray(detections["detection_scores"][i][:n], np.float64)[keep]
+        classes = classes[keep]
+        masks = None
+        if include_masks:
+            h, w = (int(round(v)) for v in np.asarray(image_info[i])[0])
+            masks = paste_masks(np.asarray(detections["detection_masks"][i][:n])[keep], boxes, (h, w),
+                                threshold=mask_threshold)
+        for j in range(len(classes)):
+            y1, x1, y2, x2 = boxes[j]
+            result = {
+                "image_id": int(image_id),
+                "category_id": int(lookup[classes[j]]),
+                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                "score": float(scores[j]),
+            }
+            if masks is not None:
+                result["segmentation"] = encode_mask(masks[j])
+            results.append(result)
+    return results
+
+
+def _quiet(fn, *args):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
+
+
+def coco_metrics(coco_gt: COCO, results: list[dict], iou_type: str, image_ids=None) -> dict[str, float]:
+    """Runs COCOeval; returns {AP, AP50, AP75, APs, APm, APl} in percent.
+
+    `image_ids` restricts the evaluation to the images that were run (default: all of `coco_gt`).
+    With no results at all every metric is 0.
+    """
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    if not results:
+        return {k: 0.0 for k in METRIC_NAMES}
+    if iou_type == "segm":
+        results = [r for r in results if "segmentation" in r]
+    else:
+        results = [{k: v for k, v in r.items() if k != "segmentation"} for r in results]
+    coco_dt = _quiet(coco_gt.loadRes, results)
+    evaluator = COCOeval(coco_gt, coco_dt, iou_type)
+    if image_ids is not None:
+        evaluator.params.imgIds = sorted(int(i) for i in image_ids)
+    _quiet(evaluator.evaluate)
+    _quiet(evaluator.accumulate)
+    _quiet(evaluator.summarize)
+    # COCOeval reports -1 where a size range has no ground truth; keep it as -1 (not averaged in).
+    return {name: float(v) * 100.0 if v >= 0 else -1.0 for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
+
+
+class CocoEvaluator:
+    """Accumulates detections over an evaluation pass, then scores them with pycocotools.
+
+    Args:
+      coco_gt: the source's `coco_gt()` (original coordinates, original category ids).
+      label_to_category_id: int array [K + 1] (the source's `label_to_category_id_array`).
+      include_masks: evaluate masks (segm) too.
+    """
+
+    def __init__(self, coco_gt: COCO, label_to_category_id, include_masks: bool, mask_threshold: float = 0.5):
+        self.coco_gt = coco_gt
+        self.label_to_category_id = np.asarray(label_to_category_id, np.int64)
+        self.include_masks = include_masks
+        self.mask_threshold = mask_threshold
+        self.reset()
+
+    def reset(self):
+        self.results: list[dict] = []
+        self.image_ids: set[int] = set()
+
+    def update(self, detections: dict, image_ids, image_info):
+        """Adds one batch (numpy arrays; see `detections_to_results`)."""
+        image_ids = np.asarray(image_ids).reshape(-1)
+        self.image_ids.update(int(i) for i in image_ids if i >= 0)
+        self.results += detections_to_results(detections, image_ids, image_info, self.label_to_category_id,
+                                              self.include_masks, self.mask_threshold)
+
+    def write_results(self, path: str):
+        """Writes the COCO results json (a list of result dicts) to `path`."""
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(self.results, f)
+
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """{"bbox": {AP, ...}[, "segm": {AP, ...}]} over the images seen since `reset`."""
+        if not self.image_ids:
+            raise ValueError("CocoEvaluator.evaluate: no images were evaluated")
+        unknown = self.image_ids - set(self.coco_gt.getImgIds())
+        if unknown:
+            raise ValueError(f"CocoEvaluator: image ids not in the ground truth: {sorted(unknown)[:5]}")
+        metrics = {"bbox": coco_metrics(self.coco_gt, self.results, "bbox", self.image_ids)}
+        if self.include_masks:
+            metrics["segm"] = coco_metrics(self.coco_gt, self.results, "segm", self.image_ids)
+        return metrics
+
+
+def flatten_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """{"bbox": {"AP": x}} -> {"bbox/AP": x} (TensorBoard tags)."""
+    return {f"{kind}/{name}": value for kind, values in metrics.items() for name, value in values.items()}
+
+
+def append_metrics_jsonl(path: str, record: dict) -> None:
+    """Appends one JSON object (one evaluation) as a line of `path`."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_metrics_jsonl(path: str) -> list[dict]:
+    """All records of a metrics.jsonl, in file order."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

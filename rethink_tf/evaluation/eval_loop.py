@@ -1,0 +1,95 @@
+"""Runs a model over an evaluation dataset, feeding a CocoEvaluator and drawing a few predictions."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+INFERENCE_KEYS = ("images", "image_info")
+
+
+_PREDICT_FNS = {}
+
+
+def make_predict_fn(model, jit_compile: bool = False):
+    """tf.function: {images, image_info} -> detections dict (model called with training=False).
+
+    Cached per model so periodic evaluations reuse the traced graph.
+    """
+    key = (id(model), jit_compile)
+    cached = _PREDICT_FNS.get(key)
+    if cached is not None and cached[0] is model:
+        return cached[1]
+
+    def predict(images, image_info):
+        return model({"images": images, "image_info": image_info}, training=False)
+
+    fn = tf.function(predict, jit_compile=jit_compile)
+    _PREDICT_FNS[key] = (model, fn)
+    return fn
+
+
+def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=None) -> np.ndarray:
+    """Draws the detections of the first `max_images` real images of a batch on their canvas crops.
+
+    Returns uint8 [N, H, W, 3] (the valid region of the canvas, padded to the canvas size).
+    """
+    from rethink_tf.utils import visualize
+
+    images = []
+    ids = np.asarray(batch["image_id"])
+    for i in np.flatnonzero(ids >= 0)[:max_images]:
+        info = np.asarray(batch["image_info"][i])
+        scaled_h, scaled_w = (int(round(v)) for v in info[1])
+        canvas = visualize.denormalize_image(np.asarray(batch["images"][i]), std=pixel_std)
+        n = int(detections["num_detections"][i])
+        scale = np.concatenate([info[2], info[2]])
+        boxes = np.asarray(detections["detection_boxes"][i][:n]) * scale  # original -> canvas pixels
+        classes = np.asarray(detections["detection_classes"][i][:n])
+        scores = np.asarray(detections["detection_scores"][i][:n])
+        masks = None
+        if "detection_masks" in detections and n:
+            masks = np.zeros((n,) + canvas.shape[:2], np.uint8)
+            masks[:, :scaled_h, :scaled_w] = visualize.paste_box_masks(
+                np.asarray(detections["detection_masks"][i][:n]), boxes, (scaled_h, scaled_w))
+        drawn = visualize.draw_detections(canvas, boxes, classes, scores, masks, class_names,
+                                          score_threshold=0.3)
+        images.append(drawn)
+    return np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
+
+
+def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None, jit_compile: bool = False,
+                   num_images_to_draw: int = 0, class_names=None, pixel_std=None):
+    """One pass over `dataset` (batch dicts): predicts, accumulates into `evaluator`, scores.
+
+    Args:
+      model: the model; `model(batch, training=False)` returns the detections dict.
+      dataset: finite tf.data.Dataset of evaluation batches (padding images have image_id -1).
+      evaluator: a `CocoEvaluator` (reset here).
+      max_batches: stop after this many batches (quick checks); None = the whole dataset.
+      num_images_to_draw: draw the predictions of this many images of the first batch.
+      class_names: {label: name} for the drawings.
+      pixel_std: the pipeline's std when it divides by it (to undo normalization in drawings).
+    Returns:
+      (metrics {"bbox": {...}, "segm": {...}}, drawn uint8 images [N, H, W, 3] or None)
+    """
+    predict = make_predict_fn(model, jit_compile)
+    evaluator.reset()
+    drawn = None
+    start, count = time.time(), 0
+    for index, batch in enumerate(dataset):
+        if max_batches is not None and index >= max_batches:
+            break
+        detections = predict(batch["images"], batch["image_info"])
+        detections = {k: v.numpy() for k, v in detections.items()}
+        batch_np = {k: batch[k].numpy() for k in ("image_id", "image_info")}
+        evaluator.update(detections, batch_np["image_id"], batch_np["image_info"])
+        count += int(np.sum(batch_np["image_id"] >= 0))
+        if index == 0 and num_images_to_draw:
+            drawn = draw_predictions({**batch_np, "images": batch["images"].numpy()}, detections, class_names,
+                                     num_images_to_draw, pixel_std)
+    logging.info("Evaluated %d images in %.1f s", count, time.time() - start)
+    return evaluator.evaluate(), drawn

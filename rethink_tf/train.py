@@ -1,0 +1,40 @@
+"""Trains a model: `python -m rethink_tf.train --gin_file=FILE [--gin_file=MORE] [--gin_bindings='a.b = 1'] --model_dir=DIR`.
+
+Resumes from the latest checkpoint in DIR when restarted with the same command. Writes DIR/config.gin,
+DIR/label_map.json, checkpoints, TensorBoard events (DIR/train, DIR/eval) and DIR/metrics.jsonl.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order.")
+flags.DEFINE_multi_string("gin_bindings", [], "gin bindings applied after the files, e.g. 'a.b = 1'.")
+flags.DEFINE_string("model_dir", None, "Output directory (checkpoints, config.gin, metrics.jsonl, events).")
+flags.mark_flag_as_required("model_dir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from rethink_tf.training import config
+
+    try:
+        config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+    except config.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    from rethink_tf.training import distribute, experiment
+
+    strategy = distribute.get_strategy()
+    if distribute.is_chief(strategy):
+        experiment.write_config(FLAGS.model_dir)
+    experiment.experiment(FLAGS.model_dir, strategy)
+
+
+if __name__ == "__main__":
+    app.run(main)

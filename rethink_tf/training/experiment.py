@@ -1,0 +1,232 @@
+"""Glue between gin, the data sources, the model factory, the Trainer and the COCO evaluator.
+
+Gin names used by an experiment file (sources are gin references, scoped so train and eval differ):
+
+    experiment.train_source = @train/CocoSource()
+    experiment.eval_source = @eval/CocoSource()         # optional; no periodic evaluation without it
+    experiment.global_batch_size = 16
+    paper_schedule.schedule_multiplier = 2               # "2×"
+    train/build_dataset.train_short_side = (640, 800)    # build_dataset runs in the train/ or eval/ scope
+    Trainer.checkpoint_every = 2000
+    build_model.norm = "gn"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import gin
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from rethink_tf.evaluation import coco_evaluator, eval_loop
+from rethink_tf.training import schedule as schedule_lib
+from rethink_tf.training import trainer as trainer_lib
+
+CONFIG_FILE = "config.gin"
+LABEL_MAP_FILE = "label_map.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def write_config(model_dir: str, operative: bool = False) -> str:
+    """Writes DIR/config.gin: the full parsed configuration (re-parseable; what evaluate.py reads).
+
+    With `operative=True` (after the first step) the operative configuration, i.e. every parameter the
+    run actually used with its value, defaults included, is appended as comments for the record.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    text = gin.config_str()
+    if operative:
+        commented = "\n".join("# " + line if line else "#" for line in gin.operative_config_str().splitlines())
+        text += ("\n\n# ---- Operative configuration after the first step (every parameter used, defaults "
+                 "included) ----\n" + commented + "\n")
+    path = os.path.join(model_dir, CONFIG_FILE)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def write_label_map(model_dir: str, source) -> str:
+    """Writes DIR/label_map.json: contiguous label l <-> categories[l - 1] ({"id", "name"})."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, LABEL_MAP_FILE)
+    record = {
+        "source": source.name,
+        "categories": [{"id": int(c["id"]), "name": c["name"]} for c in source.categories],
+        "label_to_category_id": [int(i) for i in source.label_to_category_id_array],
+    }
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+    return path
+
+
+def pixel_std():
+    """The std the eval pipeline divides by, or None (to undo normalization in drawings)."""
+    divide = False
+    for name in ("build_dataset.divide_by_std", "eval/build_dataset.divide_by_std"):
+        try:
+            divide = gin.query_parameter(name)
+        except ValueError:
+            continue
+    if not divide:
+        return None
+    from rethink_tf.utils.visualize import PIXEL_STD
+    return PIXEL_STD
+
+
+def model_builder(source):
+    """() -> the gin-configured model for `source` (mask head off when the source has no masks)."""
+    from rethink_tf.modeling.factory import build_model
+
+    def build():
+        kwargs = {} if source.has_masks else {"mask": False}
+        return build_model(num_classes=len(source.categories), **kwargs)
+
+    return build
+
+
+def model_has_masks(source) -> bool:
+    if not source.has_masks:
+        return False
+    try:
+        return bool(gin.query_parameter("build_model.mask"))
+    except ValueError:
+        return True
+
+
+def eval_dataset(source, eval_batch_size: int):
+    from rethink_tf.data.input_pipeline import build_dataset
+
+    with gin.config_scope("eval"):
+        return build_dataset(source, training=False, global_batch_size=eval_batch_size)
+
+
+def step_of_checkpoint(path: str) -> int:
+    match = re.search(r"ckpt-(\d+)$", path or "")
+    if not match:
+        raise ValueError(f"cannot read the step from checkpoint path {path!r} (expected .../ckpt-<step>)")
+    return int(match.group(1))
+
+
+def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict, *, eval_batch_size: int,
+                        max_batches: int | None, images_to_draw: int, results_name: str,
+                        checkpoint: str | None = None, jit_compile: bool = False):
+    """Evaluates `model` on `source`, writes the results json and appends to DIR/metrics.jsonl.
+
+    Returns (metrics nested dict, drawn uint8 images or None).
+    """
+    evaluator = coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
+                                             include_masks=model_has_masks(source))
+    class_names = {i + 1: c["name"] for i, c in enumerate(source.categories)}
+    metrics, drawn = eval_loop.run_evaluation(
+        model, eval_dataset(source, eval_batch_size), evaluator, max_batches=max_batches,
+        num_images_to_draw=images_to_draw, class_names=class_names, pixel_std=pixel_std(),
+        jit_compile=jit_compile)
+    evaluator.write_results(os.path.join(model_dir, results_name))
+    record = {"step": int(step), "checkpoint": checkpoint, "eval_source": source.name,
+              "num_eval_images": len(evaluator.image_ids), "wall_time": time.time(),
+              **{f"{k}_seen": float(v) for k, v in samples.items()}, **metrics}
+    coco_evaluator.append_metrics_jsonl(os.path.join(model_dir, METRICS_FILE), record)
+    summary = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in m.items()) for kind, m in metrics.items())
+    logging.info("Evaluation at step %d: %s", step, summary)
+    return metrics, drawn
+
+
+@gin.configurable(denylist=["model_dir", "strategy"])
+def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=None, global_batch_size: int = 16,
+               eval_batch_size: int = 8, eval_max_batches: int | None = None, images_to_draw: int = 3,
+               max_steps: int | None = None):
+    """Trains (resuming from DIR if it holds checkpoints) with periodic COCO evaluation.
+
+    Args:
+      model_dir: output directory.
+      strategy: from `distribute.get_strategy()`.
+      train_source: the training data source (gin reference, e.g. `@train/CocoSource()`).
+      eval_source: the validation source; None disables evaluation.
+      global_batch_size: images per step over all replicas (16 in the paper).
+      eval_batch_size: images per evaluation batch (single device, on the chief).
+      eval_max_batches: evaluate on only this many batches (quick configs); None = the whole split.
+      images_to_draw: validation images with predicted boxes and masks sent to TensorBoard.
+      max_steps: stop after this many steps of this process (smoke runs); None = the whole schedule.
+    Returns:
+      the last step's loss terms.
+    """
+    if train_source is gin.REQUIRED:
+        raise ValueError("experiment.train_source is not bound (e.g. experiment.train_source = @train/CocoSource())")
+    from rethink_tf.data.input_pipeline import build_dataset
+
+    spec = schedule_lib.paper_schedule(global_batch_size=global_batch_size)
+    logging.info("Schedule: %s", spec)
+    write_label_map(model_dir, train_source)
+    try:
+        from rethink_tf.data.sources import write_image_ids
+        write_image_ids(train_source, model_dir)
+    except ImportError:
+        pass
+
+    def dataset_fn(input_context):
+        with gin.config_scope("train"):
+            return build_dataset(train_source, training=True, global_batch_size=global_batch_size,
+                                 input_context=input_context)
+
+    eval_fn = None
+    if eval_source is not None:
+        if [c["id"] for c in eval_source.categories] != [c["id"] for c in train_source.categories]:
+            raise ValueError(f"eval source {eval_source.name} has other categories than {train_source.name}")
+
+        def eval_fn(step, samples):
+            metrics, drawn = evaluate_and_record(
+                trainer.model, eval_source, model_dir, step, samples, eval_batch_size=eval_batch_size,
+                max_batches=eval_max_batches, images_to_draw=images_to_draw, results_name="coco_results.json",
+                checkpoint=os.path.join(model_dir, f"ckpt-{step}"))
+            images = {"eval/predictions": drawn} if drawn is not None and len(drawn) else {}
+            return coco_evaluator.flatten_metrics(metrics), images
+
+    trainer = trainer_lib.Trainer(model_dir, strategy, model_builder(train_source), dataset_fn, spec,
+                                  global_batch_size, eval_fn=eval_fn,
+                                  after_first_step=lambda: write_config(model_dir, operative=True))
+    return trainer.train(max_steps=max_steps)
+
+
+@gin.configurable(denylist=["model_dir", "checkpoint"])
+def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_source=None, eval_batch_size: int = 8,
+                        eval_max_batches: int | None = None):
+    """Evaluates one checkpoint (default: the latest in DIR) on `eval_source` (default: experiment's).
+
+    Writes DIR/coco_results_ckpt-<step>.json and appends to DIR/metrics.jsonl. Returns the metrics.
+    """
+    from rethink_tf.training import summaries
+
+    if eval_source is None:
+        eval_source = gin.query_parameter("experiment.eval_source")
+        eval_source = eval_source.scoped_configurable_fn() if hasattr(eval_source, "scoped_configurable_fn") else eval_source
+    if eval_source is None:
+        raise ValueError("no evaluation source: bind experiment.eval_source or evaluate_checkpoint.eval_source")
+    checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {model_dir}")
+    if not tf.io.gfile.exists(checkpoint + ".index"):
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    step = step_of_checkpoint(checkpoint)
+    model = model_builder(eval_source)()
+    first = next(iter(eval_dataset(eval_source, eval_batch_size)))
+    model({"images": first["images"], "image_info": first["image_info"]}, training=False)
+    samples = {k: tf.Variable(0.0, dtype=tf.float64) for k in ("images", "instances", "pixels")}
+    tf.train.Checkpoint(model=model, **{f"seen_{k}": v for k, v in samples.items()}).restore(checkpoint).expect_partial()
+    samples = {k: float(v.numpy()) for k, v in samples.items()}
+    name = os.path.basename(checkpoint)
+    metrics, drawn = evaluate_and_record(model, eval_source, model_dir, step, samples, eval_batch_size=eval_batch_size,
+                                         max_batches=eval_max_batches, images_to_draw=3,
+                                         results_name=f"coco_results_{name}.json", checkpoint=checkpoint)
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+    with writer.as_default(step=step):
+        for tag, value in coco_evaluator.flatten_metrics(metrics).items():
+            summaries.scalar(tag, value)
+        if drawn is not None and len(drawn):
+            summaries.image("eval/predictions", drawn, max_outputs=len(drawn))
+    writer.flush()
+    return metrics
