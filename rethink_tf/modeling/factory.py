@@ -1,0 +1,124 @@
+"""gin factory of the detector: `build_model(num_classes, ...)` (CONTRACT.md).
+
+Defaults are the paper's R50-FPN GN Mask R-CNN with the 4conv1fc box head (Detectron values).
+Narrow test models change only widths/depths here; there is one implementation.
+"""
+import gin
+
+from rethink_tf.modeling.backbones.resnet import ResNet
+from rethink_tf.modeling.backbones.vgg import VGG16
+from rethink_tf.modeling.fpn import FPN
+from rethink_tf.modeling.heads.mask_head import MaskHead
+from rethink_tf.modeling.heads.registry import build_head
+from rethink_tf.modeling.heads.rpn_head import RPNHead
+from rethink_tf.modeling.mask_rcnn import MaskRCNN
+from rethink_tf.modeling.norm import NORM_KINDS
+from rethink_tf.modeling.roi_stage import RoIBoxStage
+
+BACKBONES = ("resnet", "vgg16")
+
+
+def _resolve_norms(norm, backbone_norm, fpn_norm, head_norm):
+    """Per-part norm kinds. FrozenBN only makes sense where pre-trained statistics exist (the
+    backbone); with norm="frozen_bn", FPN and heads default to no norm (Detectron's baseline)."""
+    backbone_norm = backbone_norm or norm
+    part_default = "none" if norm == "frozen_bn" else norm
+    fpn_norm = fpn_norm or part_default
+    head_norm = head_norm or part_default
+    for part, kind in (("norm", norm), ("backbone_norm", backbone_norm), ("fpn_norm", fpn_norm),
+                       ("head_norm", head_norm)):
+        if kind not in NORM_KINDS:
+            raise ValueError(f"build_model.{part} = {kind!r}; expected one of {NORM_KINDS}.")
+    return backbone_norm, fpn_norm, head_norm
+
+
+@gin.configurable
+def build_model(num_classes,
+                backbone="resnet", depth=50, base_width=64, groups=1, width_per_group=None,
+                blocks_per_stage=None, zero_init_last_norm=False, freeze_at=0,
+                vgg_width_multiplier=1.0,
+                norm="gn", backbone_norm=None, fpn_norm=None, head_norm=None,
+                fpn_channels=256,
+                rpn_min_level=None, rpn_max_level=None, anchor_sizes=None,
+                aspect_ratios=(0.5, 1.0, 2.0),
+                rpn_fg_iou=0.7, rpn_bg_iou=0.3, rpn_batch_size_per_image=256,
+                rpn_positive_fraction=0.5,
+                pre_nms_topk_train=2000, post_nms_topk_train=1000,
+                pre_nms_topk_test=1000, post_nms_topk_test=1000, rpn_nms_iou=0.7,
+                box_head="4conv1fc", box_num_convs=4, box_conv_dim=256, box_fc_dim=None,
+                roi_num_samples=512, roi_fg_fraction=0.25, roi_fg_iou=0.5,
+                box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False,
+                mask=True, mask_num_convs=4, mask_conv_dim=256,
+                score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
+                loss_weights=None):
+    """Builds a MaskRCNN (Faster R-CNN when mask=False).
+
+    Args (groups):
+      num_classes: K foreground classes.
+      backbone: "resnet" (ResNet/ResNeXt + FPN, P2-P6) or "vgg16" (conv5_3 single level, no FPN).
+      depth, base_width, groups, width_per_group, blocks_per_stage, zero_init_last_norm, freeze_at:
+        ResNet(X) shape (see backbones.resnet.ResNet). ResNeXt-101 32x8d: depth=101, groups=32,
+        width_per_group=8.
+      vgg_width_multiplier: VGG-16 widths scale (tests).
+      norm: norm kind for all parts; backbone_norm / fpn_norm / head_norm override per part.
+      fpn_channels: FPN width (also RPN conv width).
+      rpn_min_level, rpn_max_level, anchor_sizes, aspect_ratios: anchors (None: 2..6 with
+        32..512 for ResNet-FPN; 4..4 with (128, 256, 512) on one level for VGG-16).
+      rpn_*, pre/post_nms_topk_*: RPN targets and proposals.
+      box_head: registered box head ("4conv1fc", "2fc"); box_num_convs / box_conv_dim / box_fc_dim
+        its widths (box_fc_dim None: 1024, 4096 for VGG-16's fc6/fc7).
+      roi_*: RoI sampling; box_coder_weights, class_agnostic_box: box regression.
+      mask: mask head on (Mask R-CNN) or off (Faster R-CNN); mask_num_convs / mask_conv_dim widths.
+      score_threshold, nms_iou, detections_per_image: inference.
+      loss_weights: {loss key: multiplier}.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"build_model.backbone = {backbone!r}; expected one of {BACKBONES}.")
+    backbone_norm, fpn_norm, head_norm = _resolve_norms(norm, backbone_norm, fpn_norm, head_norm)
+    if backbone == "resnet":
+        body = ResNet(depth=depth, norm=backbone_norm, base_width=base_width, groups=groups,
+                      width_per_group=width_per_group, zero_init_last_norm=zero_init_last_norm,
+                      freeze_at=freeze_at, blocks_per_stage=blocks_per_stage, name="backbone")
+        fpn = FPN(num_channels=fpn_channels, norm=fpn_norm, min_level=2, max_level=5, name="fpn")
+        feature_channels = fpn_channels
+        lo, hi = rpn_min_level or 2, rpn_max_level or 6
+        anchor_sizes = anchor_sizes or (32, 64, 128, 256, 512)
+        roi_levels = (2, 5)
+        fc_dim = box_fc_dim or 1024
+    else:
+        if backbone_norm != "none":
+            raise ValueError("build_model: the VGG-16 body has no normalization; set norm='none' "
+                             f"(got backbone_norm={backbone_norm!r}).")
+        body = VGG16(width_multiplier=vgg_width_multiplier, freeze_at=freeze_at, name="backbone")
+        fpn = None
+        feature_channels = body.out_channels[4]
+        lo, hi = rpn_min_level or 4, rpn_max_level or 4
+        anchor_sizes = anchor_sizes or ((128, 256, 512),)
+        roi_levels = (4, 4)
+        fc_dim = box_fc_dim or 4096
+    sizes_per_location = len(anchor_sizes[0]) if isinstance(anchor_sizes[0], (tuple, list)) else 1
+    rpn_head = RPNHead(num_anchors=sizes_per_location * len(aspect_ratios),
+                       num_channels=feature_channels, name="rpn_head")
+    if box_head == "2fc":
+        head_kwargs = dict(fc_dim=fc_dim)
+    elif box_head == "4conv1fc":
+        head_kwargs = dict(num_convs=box_num_convs, conv_dim=box_conv_dim, fc_dim=fc_dim, norm=head_norm)
+    else:
+        build_head("box", box_head)  # raises with the registered names
+        head_kwargs = {}
+    box_stage = RoIBoxStage(
+        num_classes, head=box_head, head_kwargs=head_kwargs, coder_weights=box_coder_weights,
+        fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
+        class_agnostic=class_agnostic_box, pooled_size=7, sampling_ratio=2,
+        min_level=roi_levels[0], max_level=roi_levels[1], name="box_stage")
+    mask_head = (MaskHead(num_classes, num_convs=mask_num_convs, conv_dim=mask_conv_dim,
+                          norm=head_norm, name="mask_head") if mask else None)
+    return MaskRCNN(
+        num_classes, body, fpn, rpn_head, box_stage, mask_head,
+        anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, rpn_min_level=lo, rpn_max_level=hi,
+        rpn_fg_iou=rpn_fg_iou, rpn_bg_iou=rpn_bg_iou, rpn_batch_size_per_image=rpn_batch_size_per_image,
+        rpn_positive_fraction=rpn_positive_fraction,
+        pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
+        pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test,
+        rpn_nms_iou=rpn_nms_iou, mask_pooled_size=14, score_threshold=score_threshold,
+        nms_iou=nms_iou, detections_per_image=detections_per_image, loss_weights=loss_weights)

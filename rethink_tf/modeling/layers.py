@@ -1,0 +1,52 @@
+"""Small building blocks shared by backbones and heads."""
+import keras
+
+from rethink_tf.modeling import init
+from rethink_tf.modeling.norm import build_norm, has_norm
+
+
+@keras.saving.register_keras_serializable(package="rethink_tf")
+class ConvNorm(keras.layers.Layer):
+    """Conv2D (+ norm) (+ ReLU), with detectron2's explicit symmetric padding.
+
+    Input [B, H, W, Cin] -> [B, ceil(H / stride), ceil(W / stride), filters]. The conv has a bias
+    only when no norm follows. Padding is (kernel_size - 1) // 2 on every side, as in
+    Caffe2/detectron2, so strided convs sample the same pixels as the reference models.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, groups=1, norm="none", activation=True,
+                 zero_init_norm=False, kernel_initializer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.groups = groups
+        self.norm_kind = norm
+        self.activation = activation
+        self.zero_init_norm = zero_init_norm
+        self.kernel_initializer = keras.initializers.get(kernel_initializer or init.msra_fill())
+        pad = (kernel_size - 1) // 2
+        self.pad = keras.layers.ZeroPadding2D(pad, name="pad") if pad else None
+        self.conv = keras.layers.Conv2D(
+            filters, kernel_size, strides=strides, padding="valid", groups=groups,
+            use_bias=not has_norm(norm), kernel_initializer=self.kernel_initializer,
+            bias_initializer="zeros", name="conv")
+        self.norm = build_norm(norm, name="norm", zero_init=zero_init_norm) if has_norm(norm) else None
+
+    def call(self, x, training=None):
+        if self.pad is not None:
+            x = self.pad(x)
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x, training=training)
+        if self.activation:
+            x = keras.ops.relu(x)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      groups=self.groups, norm=self.norm_kind, activation=self.activation,
+                      zero_init_norm=self.zero_init_norm,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        return config
