@@ -99,9 +99,8 @@ def toy_dataset(input_context=None, global_batch_size=4, shuffle_seed=3, num_exa
 def poison_from(dataset, first_bad_batch):
     """Makes the images of every batch from `first_bad_batch` on (0-based) NaN."""
     def poison(i, batch):
-        bad = tf.cast(i >= first_bad_batch, tf.float32)
         batch = dict(batch)
-        batch["images"] = batch["images"] + bad * np.float32("nan")
+        batch["images"] = tf.where(i >= first_bad_batch, np.float32("nan"), batch["images"])
         return batch
     return dataset.enumerate().map(poison)
 
