@@ -2,6 +2,7 @@
 
 Both paths call the same functions, so a served model sees exactly the pixels it was trained on:
 
+    image_uint8 = decode_image_bytes(jpeg_or_png_bytes)   # same pixels as PIL / the COCO reader
     canvas, image_info = resize_and_pad(image_uint8, short_side=800, max_size=1333, canvas_size=1344)
     images = normalize_image(canvas, image_info=image_info)
 
@@ -15,6 +16,20 @@ import tensorflow as tf
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # RGB, 0..255 scale (Detectron / detectron2)
 PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def decode_image_bytes(encoded):
+    """Decodes JPEG/PNG/BMP/GIF bytes to uint8 RGB [h, w, 3] in the graph.
+
+    JPEGs use the accurate integer IDCT, which gives the same pixels as PIL (the COCO-directory reader);
+    TF's default (INTEGER_FAST) differs by up to ~17 levels. Serving should decode with this function.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    image = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False))
+    return tf.ensure_shape(image, [None, None, 3])
 
 
 def scaled_size(height, width, short_side, max_size):

@@ -76,3 +76,16 @@ def test_samples_seen_ignores_padding_and_crowd():
     }
     counts = {k: int(v) for k, v in samples_seen(batch).items()}
     assert counts == {"images": 1, "instances": 2, "pixels": 15000}
+
+
+def test_decode_image_bytes_matches_pil():
+    import io
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    for fmt in ("JPEG", "PNG"):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format=fmt)
+        expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        got = preprocess.decode_image_bytes(buffer.getvalue()).numpy()
+        np.testing.assert_array_equal(got, expected)

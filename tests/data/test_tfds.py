@@ -1,0 +1,116 @@
+"""The tfds builder over a local COCO dir (masks kept) and TfdsSource, against CocoSource on the same data."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from rethink_tf.data.input_pipeline import build_dataset
+from rethink_tf.data.sources import CocoSource
+from rethink_tf.data.tfds_source import TfdsSource
+
+from conftest import square_annotation, write_tiny_coco
+
+TINY = dict(train_short_side=(64, 64), eval_short_side=64, max_size=96, canvas_size=96, max_instances=8,
+            mask_crop_size=16)
+CATEGORIES = [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}]
+
+
+def _triangle(ann_id, image_id, x, y, s, category_id):
+    a = square_annotation(ann_id, image_id, x, y, s, s, category_id)
+    a["segmentation"] = [[x, y, x + s, y, x, y + s]]
+    return a
+
+
+def _make_coco_root(root):
+    """root/annotations/instances_{train,val}2017.json + images: polygons, a crowd RLE, an empty image."""
+    def images(prefix, n):
+        return [{"id": prefix + i, "file_name": f"{prefix + i}.jpg", "height": 48, "width": 64} for i in range(n)]
+    crowd = square_annotation(9, 101, 30, 10, 20, 20, category_id=7, iscrowd=1)
+    counts = [30 * 48 + 10] + [20, 28] * 19 + [20]  # rows 10..29 of columns 30..49, its box
+    crowd["segmentation"] = {"size": [48, 64], "counts": counts + [48 * 64 - sum(counts)]}
+    train = [_triangle(1, 100, 4, 4, 30, 3), square_annotation(2, 100, 20, 10, 30, 25, 7),
+             _triangle(3, 101, 10, 20, 20, 7), crowd, square_annotation(4, 102, 1, 2, 40, 40, 3)]
+    val = [square_annotation(5, 200, 5, 5, 20, 20, 3)]
+    for split, anns, ims in (("train2017", train, images(100, 4)), ("val2017", val, images(200, 2))):
+        ann_file, image_dir = write_tiny_coco(root / "tmp" / split, ims, anns, CATEGORIES)
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        ann_file.rename(root / "annotations" / f"instances_{split}.json")
+        image_dir.rename(root / split)
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tfds")
+    coco_root = _make_coco_root(base / "coco")
+    source = TfdsSource("rethink_coco_instances/2017", "train", data_dir=str(base / "tfds"),
+                        manual_dir=str(coco_root))
+    return base, coco_root, source
+
+
+def _by_id(ds):
+    out = {}
+    for batch in ds:
+        for b, image_id in enumerate(batch["image_id"].numpy()):
+            out[int(image_id)] = {k: v[b].numpy() for k, v in batch.items()}
+    return out
+
+
+def test_builder_keeps_masks_and_matches_coco_source(prepared):
+    base, coco_root, source = prepared
+    assert source.has_masks and not source.has_keypoints
+    assert source.categories == CATEGORIES and source.label_to_category_id(2) == 7
+    assert source.image_ids == [100, 101, 102, 103] and source.training_image_ids == [100, 101, 102]
+    coco = CocoSource(coco_root / "annotations" / "instances_train2017.json", coco_root / "train2017")
+    from_tfds = _by_id(build_dataset(source, training=False, global_batch_size=2, **TINY))
+    from_coco = _by_id(build_dataset(coco, training=False, global_batch_size=2, **TINY))
+    assert set(from_tfds) == set(from_coco) == {100, 101, 102, 103}
+    for image_id in from_coco:
+        a, b = from_tfds[image_id], from_coco[image_id]
+        np.testing.assert_array_equal(a["gt_classes"], b["gt_classes"])
+        np.testing.assert_array_equal(a["gt_is_crowd"], b["gt_is_crowd"])
+        np.testing.assert_allclose(a["gt_boxes"], b["gt_boxes"], atol=1e-3)
+        np.testing.assert_allclose(a["images"], b["images"], atol=1e-3)
+        # masks stored at 112 and resized to 16 vs rasterized at 16: nearly the same pixels
+        valid = a["gt_classes"] > 0
+        if valid.any():
+            assert np.mean(a["gt_masks"][valid] == b["gt_masks"][valid]) > 0.95
+    assert from_tfds[101]["gt_is_crowd"][1] and from_tfds[101]["gt_masks"][1].all()
+    gt = source.coco_gt()  # the original json is still there: full masks for segm evaluation
+    assert sorted(gt.getAnnIds()) == [1, 2, 3, 4, 9] and gt.anns[1]["segmentation"]
+
+
+def test_training_subset_and_validation_split(prepared):
+    base, coco_root, _ = prepared
+    source = TfdsSource("rethink_coco_instances/2017", "train", data_dir=str(base / "tfds"),
+                        subset_size=2, subset_seed=1)
+    assert len(source.image_ids) == 2 and set(source.image_ids) <= {100, 101, 102}
+    ds = build_dataset(source, training=True, global_batch_size=2, seed=0, **dict(TINY, mask_crop_size=112))
+    seen = set()
+    for batch in ds.take(6):
+        seen.update(batch["image_id"].numpy().tolist())
+        assert batch["gt_masks"].shape == (2, 8, 112, 112)
+    assert seen == set(source.image_ids)
+    val = TfdsSource("rethink_coco_instances/2017", "validation", data_dir=str(base / "tfds"))
+    ids = np.concatenate([b["image_id"].numpy() for b in build_dataset(val, training=False, global_batch_size=4,
+                                                                        **TINY)])
+    assert sorted(ids.tolist()) == [-1, -1, 200, 201]
+
+
+def test_unprepared_or_bad_split_is_a_clear_error(prepared, tmp_path):
+    base, _, _ = prepared
+    with pytest.raises(ValueError, match="not prepared.*manual_dir"):
+        TfdsSource("rethink_coco_instances/2017", "train", data_dir=str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="no split 'test'"):
+        TfdsSource("rethink_coco_instances/2017", "test", data_dir=str(base / "tfds"))
+
+
+def test_builder_names_undecodable_image(tmp_path):
+    root = _make_coco_root(tmp_path / "coco")
+    (root / "val2017" / "201.jpg").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"cannot decode image file .*201\.jpg \(image id 201\)"):
+        TfdsSource("rethink_coco_instances/2017", "validation", data_dir=str(tmp_path / "tfds"),
+                   manual_dir=str(root))
