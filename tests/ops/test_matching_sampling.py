@@ -69,3 +69,10 @@ def test_sample_balanced_is_random_but_seedable():
     assert not np.array_equal(np.sort(a), np.sort(c))
     unseeded = [set(sampling.sample_balanced(labels, 32, 0.5)[0].numpy()[0]) for _ in range(2)]
     assert unseeded[0] != unseeded[1]
+
+
+def test_sample_balanced_draws_fresh_samples_each_call_under_xla():
+    labels = tf.constant(np.ones((1, 1000), np.int32))
+    run = tf.function(lambda l: sampling.sample_balanced(l, 8, 0.5)[0], jit_compile=True)
+    first, second = run(labels).numpy(), run(labels).numpy()
+    assert set(first[0, :4]) != set(second[0, :4])
