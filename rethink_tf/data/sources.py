@@ -102,6 +102,8 @@ class CocoSource(DataSource):
     Args:
       annotation_file: path of the json.
       image_dir: folder of the images.
+      root: optional directory that relative annotation_file / image_dir are joined to (lets one gin
+        macro hold a dataset's location); "~" is expanded.
       name: label for logs and file names (default: the json's base name).
       subset_size: keep a deterministic random subset of this many images (None: all). The subset is drawn
         from the images that have at least one usable non-crowd annotation, so N images means N training
@@ -113,8 +115,12 @@ class CocoSource(DataSource):
       use_keypoints: read keypoints when the json has them.
     """
 
-    def __init__(self, annotation_file, image_dir, *, name=None, subset_size=None, subset_seed=0,
+    def __init__(self, annotation_file, image_dir, *, root=None, name=None, subset_size=None, subset_seed=0,
                  skip_missing_images=False, validate_images=False, use_keypoints=True):
+        if root is not None:
+            root = os.path.expanduser(os.fspath(root))
+            annotation_file = os.path.join(root, os.fspath(annotation_file))
+            image_dir = os.path.join(root, os.fspath(image_dir))
         self.index = coco_lib.load_coco(annotation_file, image_dir, skip_missing_images=skip_missing_images)
         self.name = name or os.path.splitext(os.path.basename(os.fspath(annotation_file)))[0]
         self.categories = [{"id": c["id"], "name": c["name"]} for c in self.index.categories]

@@ -49,6 +49,8 @@ class TfdsSource(DataSource):
                  download=False, subset_size=None, subset_seed=0):
         from rethink_tf.data import tfds_coco  # noqa: F401  registers rethink_coco_instances
         self.tfds_name, self.split = name, split
+        data_dir = os.path.expanduser(data_dir) if data_dir else None
+        manual_dir = os.path.expanduser(manual_dir) if manual_dir else None
         self.builder = tfds.builder(name, data_dir=data_dir)
         if not self.builder.is_prepared():
             if manual_dir is None and not download:
