@@ -1,6 +1,5 @@
 """box_ops (keras-cv compute_iou inside) and box_coder against the numpy reference."""
 import numpy as np
-import tensorflow as tf
 
 from rethink_tf.ops import box_coder, box_ops
 
