@@ -24,7 +24,7 @@ def _box_sample_positions(start, end, box_start, box_end, grid_size, output_size
     return (centres - box_start[..., None]) / box_extent * grid_size - 0.5
 
 
-def mask_targets(gt_masks, gt_boxes, rois, matched_gt_index, output_size=28):
+def mask_targets(gt_masks, gt_boxes, rois, matched_gt_index, output_size=28, threshold=None):
     """Crops each RoI out of its matched gt mask.
 
     Args:
@@ -33,7 +33,8 @@ def mask_targets(gt_masks, gt_boxes, rois, matched_gt_index, output_size=28):
       gt_boxes: float [B, M, 4] yxyx canvas pixels. rois: float [B, R, 4]. matched_gt_index: int [B, R].
     Returns:
       float32 [B, R, output_size, output_size] in [0, 1]: the mask sampled bilinearly at the centres of an
-      output_size^2 grid over each RoI (0 outside the gt box), not thresholded.
+      output_size^2 grid over each RoI (0 outside the gt box), not thresholded unless `threshold` is
+      given (then 1.0 where the value >= threshold, else 0.0: Detectron's binary targets).
     """
     gt_masks = tf.cast(gt_masks, tf.float32)
     mask_size = gt_masks.shape[-1]
@@ -46,7 +47,10 @@ def mask_targets(gt_masks, gt_boxes, rois, matched_gt_index, output_size=28):
     xs = _box_sample_positions(rois[..., 1], rois[..., 3], boxes[..., 1], boxes[..., 3], mask_size, output_size)
     weight_y = _triangle_weights_tf(ys, mask_size)  # [B, R, out, S]
     weight_x = _triangle_weights_tf(xs, mask_size)
-    return tf.einsum("brik,brkl,brjl->brij", weight_y, masks, weight_x)
+    targets = tf.einsum("brik,brkl,brjl->brij", weight_y, masks, weight_x)
+    if threshold is not None:
+        targets = tf.cast(targets >= threshold, tf.float32)
+    return targets
 
 
 def _paste_positions(start, end, grid_size, image_size):

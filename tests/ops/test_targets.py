@@ -96,6 +96,8 @@ def test_mask_targets_match_reference():
         for r in range(4):
             want = ref.mask_target(gt_masks[b, matched[b, r]].astype(float), gt_boxes[b, matched[b, r]], rois[b, r], 7)
             np.testing.assert_allclose(got[b, r], want, atol=1e-5)
+    binary = masks.mask_targets(gt_masks, gt_boxes, rois, matched, output_size=7, threshold=0.5).numpy()
+    np.testing.assert_array_equal(binary, (got >= 0.5).astype(np.float32))
     # An RoI equal to its gt box, at the mask's own resolution, reproduces the mask exactly.
     same = masks.mask_targets(gt_masks, gt_boxes, gt_boxes, np.tile(np.arange(3, dtype=np.int32), (2, 1)), 12)
     np.testing.assert_allclose(same.numpy(), gt_masks, atol=1e-5)
