@@ -241,7 +241,7 @@ class SyntheticShapesSource(CocoSource):
       subset_size, subset_seed: as CocoSource.
     """
 
-    def __init__(self, split="train", *, data_dir=None, num_train_images=3000, num_val_images=500,
+    def __init__(self, split="train", *, data_dir=None, num_train_images=2000, num_val_images=500,
                  image_size=128, subset_size=None, subset_seed=0):
         from rethink_tf.data import synthetic_shapes  # local: keeps module import light
         if split not in ("train", "val"):

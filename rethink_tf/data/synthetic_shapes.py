@@ -1,8 +1,8 @@
 """The embedded default dataset: procedurally generated instance segmentation of shapes, in COCO format.
 
-Each image (default 128x128 PNG) has a textured background (a colour gradient plus one of: noise, stripes
-at a random angle, checkerboard, blobs) and 1 to 8 filled shapes of 3 classes (circle, square, triangle)
-with random size (diameter about 14 to 80 px), position, rotation and colour, each with a shading
+Each image (default 128x128, JPEG quality 95 as COCO's are; PNG would cost 7x the encoding time) has a
+textured background (a colour gradient plus one of: noise, stripes at a random angle, checkerboard,
+blobs) and 1 to 8 filled shapes of 3 classes (circle, square, triangle) with random size (diameter about 14 to 80 px), position, rotation and colour, each with a shading
 gradient. Shapes are painted back to front, so later ones occlude earlier ones; an instance's mask is
 exactly its visible pixels (occluded parts removed). Shapes left with less than 35 % of their area or fewer
 than 40 visible pixels are not painted at all, so every painted shape is annotated. Boxes are the tight
@@ -10,7 +10,8 @@ boxes of the visible masks; segmentations are compressed RLE, so pycocotools sco
 
 Generation is deterministic (image k of a split uses seed (split seed, k)), writes into a temporary folder
 renamed into place when complete (safe against concurrent first use), and is cached:
-    <root>/synthetic_shapes/<version>/{train,val}/*.png, annotations/instances_{train,val}.json
+    <root>/synthetic_shapes/<version>/{train,val}/*.jpg, annotations/instances_{train,val}.json
+Generation runs at about 7 ms per image on one core (2,500 images in under 20 s).
 """
 
 import json
@@ -27,7 +28,7 @@ CATEGORIES = ({"id": 1, "name": "circle", "supercategory": "shape"},
               {"id": 2, "name": "square", "supercategory": "shape"},
               {"id": 3, "name": "triangle", "supercategory": "shape"})
 _SPLIT_SEEDS = {"train": 1, "val": 2}
-_GENERATOR_VERSION = 1  # bump when the content changes, so old caches are not reused
+_GENERATOR_VERSION = 2  # bump when the content changes, so old caches are not reused
 _MIN_VISIBLE_FRACTION = 0.35
 _MIN_VISIBLE_PIXELS = 40
 
@@ -131,28 +132,37 @@ def generate_image(rng, size):
     return np.clip(np.round(image), 0, 255).astype(np.uint8), instances
 
 
-def _annotation(mask, image_id, ann_id, category_id):
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
-            "area": float(mask_utils.area(rle)), "bbox": [x, y, w, h],
-            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}}
+def _generate_chunk(out_dir, split, first, count, size):
+    """Renders images first..first+count-1 of a split; writes their JPEGs, returns (file name, [(category
+    id, RLE)]) per image."""
+    results = []
+    for k in range(first, first + count):
+        rng = np.random.default_rng([_SPLIT_SEEDS[split], k])
+        image, instances = generate_image(rng, size)
+        file_name = f"{k + 1:06d}.jpg"
+        Image.fromarray(image).save(os.path.join(out_dir, split, file_name), quality=95)
+        results.append((file_name, [(c, mask_utils.encode(np.asfortranarray(m.astype(np.uint8))))
+                                    for c, m in instances]))
+    return results
 
 
 def generate_split(out_dir, split, num_images, size):
-    """Writes `num_images` PNGs to out_dir/split and out_dir/annotations/instances_<split>.json."""
+    """Writes `num_images` JPEGs to out_dir/split and out_dir/annotations/instances_<split>.json."""
     os.makedirs(os.path.join(out_dir, split), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "annotations"), exist_ok=True)
+    # One process: a worker pool would need fork (unsafe beside TensorFlow's threads) or spawn (re-imports
+    # the caller's __main__); a few thousand images take seconds anyway.
+    chunks = [_generate_chunk(out_dir, split, 0, num_images, size)]
     images, annotations = [], []
-    for k in range(num_images):
-        rng = np.random.default_rng([_SPLIT_SEEDS[split], k])
-        image, instances = generate_image(rng, size)
-        image_id = k + 1
-        file_name = f"{image_id:06d}.png"
-        Image.fromarray(image).save(os.path.join(out_dir, split, file_name), compress_level=1)
+    for file_name, instances in (r for results in chunks for r in results):
+        image_id = len(images) + 1
         images.append({"id": image_id, "file_name": file_name, "height": size, "width": size})
-        for category_id, mask in instances:
-            annotations.append(_annotation(mask, image_id, len(annotations) + 1, category_id))
+        for category_id, rle in instances:
+            x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id, "iscrowd": 0,
+                "area": float(mask_utils.area(rle)), "bbox": [x, y, w, h],
+                "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}})
     dataset = {"info": {"description": f"rethink_tf synthetic shapes v{_GENERATOR_VERSION}, {split}"},
                "licenses": [], "images": images, "annotations": annotations,
                "categories": [dict(c) for c in CATEGORIES]}
@@ -160,7 +170,7 @@ def generate_split(out_dir, split, num_images, size):
         json.dump(dataset, f)
 
 
-def ensure_generated(root, *, num_train_images=3000, num_val_images=500, image_size=128):
+def ensure_generated(root, *, num_train_images=2000, num_val_images=500, image_size=128):
     """Returns the dataset folder under `root`, generating it first if it is not cached yet."""
     version = f"v{_GENERATOR_VERSION}_{image_size}px_train{num_train_images}_val{num_val_images}"
     final = os.path.join(os.fspath(root), "synthetic_shapes", version)

@@ -29,8 +29,8 @@ def test_generation_is_deterministic_and_cached(train_source, cache_dir, tmp_pat
     other = synthetic_shapes.ensure_generated(tmp_path, **SIZES)
     mine = synthetic_shapes.ensure_generated(cache_dir, **SIZES)
     assert _load_json(mine, "train") == _load_json(other, "train")
-    first = (tmp_path / "synthetic_shapes").glob("*/train/000001.png")
-    assert next(first).read_bytes() == next((cache_dir / "synthetic_shapes").glob("*/train/000001.png")).read_bytes()
+    first = (tmp_path / "synthetic_shapes").glob("*/train/000001.jpg")
+    assert next(first).read_bytes() == next((cache_dir / "synthetic_shapes").glob("*/train/000001.jpg")).read_bytes()
     # cached: a second use does not regenerate (the generator is not called)
     monkeypatch.setattr(synthetic_shapes, "generate_split", lambda *a, **k: pytest.fail("regenerated"))
     assert synthetic_shapes.ensure_generated(cache_dir, **SIZES) == mine
