@@ -1,0 +1,67 @@
+"""Exports a trained detector as a SavedModel for serving.
+
+    python -m rethink_tf.export --model_dir=DIR [--checkpoint=PATH] --export_dir=OUT
+
+Rebuilds the model from DIR/config.gin (unknown gin names are errors) and DIR/label_map.json,
+restores the checkpoint (the latest in DIR unless --checkpoint) and writes OUT with the signatures
+`serving_default` (uint8 images), `image_bytes` (encoded images) and `tf_example` (serialized
+tf.Example with `image/encoded`); `rethink_tf.serving.export_module` documents inputs and outputs.
+The SavedModel needs only TensorFlow to load and run.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+flags.DEFINE_string("model_dir", None, "Training directory (config.gin, label_map.json, checkpoints).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, e.g. DIR/ckpt-1000 (default: latest).")
+flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings after DIR/config.gin, e.g. "
+                          "'build_model.score_threshold = 0.3'.")
+flags.DEFINE_bool("paste_masks", True, "Output masks pasted at the original image size "
+                  "(detection_masks) besides the 28x28 box-frame masks.")
+flags.DEFINE_float("mask_threshold", 0.5, "Probability at which pasted masks are binarized.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel in --export_dir.")
+FLAGS = flags.FLAGS
+
+
+def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=True,
+           mask_threshold=0.5, overwrite=False):
+    """Rebuilds, restores and exports a run's model; returns export_dir."""
+    from rethink_tf.serving import model_dir as model_dir_lib
+    from rethink_tf.serving import saved_model
+
+    model, categories, inference, checkpoint = model_dir_lib.load_model(
+        model_dir, checkpoint, gin_bindings)
+    logging.info("Restored %s (%d classes); eval resize short side %d, max %d, canvas %d",
+                 checkpoint, len(categories), inference.short_side, inference.max_size,
+                 inference.canvas_size)
+    module = saved_model.build_export_module(model, categories, inference,
+                                             paste_masks=paste_masks, mask_threshold=mask_threshold)
+    saved_model.save(module, export_dir, overwrite=overwrite,
+                     metadata={"model_dir": os.path.abspath(model_dir),
+                               "checkpoint": os.path.abspath(checkpoint)})
+    logging.info("Wrote SavedModel to %s", export_dir)
+    return export_dir
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    for name in ("model_dir", "export_dir"):
+        if not getattr(FLAGS, name):
+            raise app.UsageError(f"--{name} is required")
+    from rethink_tf.serving.model_dir import IncompleteCheckpointError
+    from rethink_tf.training.config import ConfigError
+    try:
+        export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
+               FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite)
+    except (FileNotFoundError, FileExistsError, ConfigError, IncompleteCheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

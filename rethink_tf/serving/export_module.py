@@ -1,0 +1,259 @@
+"""The SavedModel wrapper: raw images in, detections in original-image pixels and COCO ids out.
+
+`DetectionExportModule` holds the trained Keras `MaskRCNN`, the inference preprocessing (the same
+`resize_and_pad` + `normalize_image` the input pipeline calls, with the run's eval sizes) and the
+label -> category table, and exposes three signatures:
+
+- `serving_default(images)`: uint8 [B, H, W, 3] RGB, any H, W.
+- `image_bytes(image_bytes)`: string [B], encoded JPEG / PNG / GIF / BMP; sizes may differ.
+- `tf_example(serialized_tf_example)`: string [B], serialized tf.Example with `image/encoded`.
+
+Every signature returns (D = the model's max detections, 100 by default; H, W = the largest
+original image height / width in the batch):
+- `detection_boxes`: float32 [B, D, 4], yxyx in original image pixels.
+- `detection_scores`: float32 [B, D]; empty slots 0.
+- `detection_classes`: int32 [B, D], dataset (COCO) category ids; empty slots 0.
+- `num_detections`: int32 [B]; slots [0, num_detections) are filled, in decreasing score.
+- `image_shape`: int32 [B, 2], each image's original (height, width).
+and when the model has a mask head:
+- `detection_masks`: uint8 [B, D, H, W] in {0, 1}, the instance masks pasted at the original image
+  size (probability >= mask_threshold) at the top-left; rows/cols beyond `image_shape[b]` are 0.
+  Only exported when `paste_masks=True` (the default).
+- `detection_box_masks`: float32 [B, D, M, M] (M = 28), the mask probabilities in each detection
+  box's frame: what a client needs to paste masks itself (bilinear resize of mask i onto the box
+  `detection_boxes[b, i]`, then threshold), e.g. with `rethink_tf.ops.masks.paste_masks`.
+
+Images in a batch are preprocessed one by one (tf.map_fn), so their sizes may differ; the model runs
+on one image at a time (its shapes are static: [1, canvas, canvas, 3]).
+
+Besides the signatures the SavedModel carries `label_map()` (a tf.function returning
+`category_ids` int32 [K] and `category_names` string [K] for labels 1..K) so clients can name
+classes without the training dataset.
+"""
+from typing import Sequence
+
+import tensorflow as tf
+
+from rethink_tf.data import preprocess
+from rethink_tf.ops import masks as mask_ops
+
+# Leading bytes of the formats tf.io.decode_image understands.
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
+
+class _Untracked:
+    """Holds an object out of tf.Module's dependency tracking (see DetectionExportModule)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class DetectionExportModule(tf.Module):
+    """Wraps a Mask R-CNN for export; see the module docstring for the signatures."""
+
+    def __init__(self,
+                 model,
+                 *,
+                 category_ids: Sequence[int],
+                 category_names: Sequence[str],
+                 short_side: int,
+                 max_size: int,
+                 canvas_size: int,
+                 pixel_mean: Sequence[float] = preprocess.PIXEL_MEAN,
+                 pixel_std: Sequence[float] | None = None,
+                 paste_masks: bool = True,
+                 mask_threshold: float = 0.5,
+                 name: str = "detection_export"):
+        """
+        Args:
+            model: the Keras MaskRCNN (built, weights restored); called as
+                `model({"images", "image_info"}, training=False)`.
+            category_ids, category_names: dataset category id and name of labels 1..K, in order.
+            short_side, max_size, canvas_size: the eval resize (pixels), as in the input pipeline.
+            pixel_mean, pixel_std: the normalization used in training (std None = mean only).
+            paste_masks: also output masks pasted at the original image size.
+            mask_threshold: probability at which pasted masks are binarized.
+        """
+        super().__init__(name=name)
+        if len(category_ids) != len(category_names):
+            raise ValueError(f"{len(category_ids)} category ids but {len(category_names)} names")
+        if max_size > canvas_size:
+            raise ValueError(f"max_size {max_size} does not fit canvas_size {canvas_size}")
+        if not model.variables:
+            raise ValueError("DetectionExportModule: the model has no variables yet; build it first "
+                             "(e.g. MaskRCNN.build_networks) and restore its weights")
+        # The SavedModel tracks the model's variables, not the Keras object: the functions capture
+        # only variables, and Keras layers may hold attributes the SavedModel format cannot store.
+        self._model = _Untracked(model)
+        self.model_variables = [v.value if hasattr(v, "value") else v for v in model.variables]
+        self._category_ids = [int(i) for i in category_ids]
+        self._category_names = [str(n) for n in category_names]
+        self._short_side = int(short_side)
+        self._max_size = int(max_size)
+        self._canvas_size = int(canvas_size)
+        self._pixel_mean = tuple(float(v) for v in pixel_mean)
+        self._pixel_std = None if pixel_std is None else tuple(float(v) for v in pixel_std)
+        self._paste_masks = bool(paste_masks)
+        self._mask_threshold = float(mask_threshold)
+        self._detect_fn = None
+        # One eager call on a blank canvas gives the model's output structure (for tf.map_fn) and
+        # lets the model fill its python-side caches (MaskRCNN's anchors) outside any trace.
+        blank = preprocess.resize_and_pad(tf.zeros([32, 32, 3], tf.uint8), self._short_side,
+                                          self._max_size, self._canvas_size)
+        example = model({"images": blank[0][None], "image_info": blank[1][None]}, training=False)
+        self._output_spec = {k: tf.TensorSpec(v.shape[1:], v.dtype) for k, v in example.items()}
+
+    # ---- signatures ---------------------------------------------------------------------------
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve_images(self, images):
+        """uint8 [B, H, W, 3] RGB -> detections (see module docstring)."""
+        shape = tf.shape(images)
+        with tf.control_dependencies([
+                tf.debugging.assert_positive(
+                    shape[1:3], message="serving_default: images must have height and width > 0"),
+        ]):
+            canvases, image_info = tf.map_fn(
+                self._preprocess, images,
+                fn_output_signature=(tf.TensorSpec([self._canvas_size] * 2 + [3], tf.float32),
+                                     tf.TensorSpec([4, 2], tf.float32)))
+        return self.detect(canvases, image_info)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_image_bytes(self, image_bytes):
+        """string [B] encoded JPEG/PNG/GIF/BMP -> detections (see module docstring)."""
+        return self.detect(*self._decode_and_preprocess(image_bytes, "image_bytes"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="serialized_tf_example")])
+    def serve_tf_example(self, serialized_tf_example):
+        """string [B] serialized tf.Example with an `image/encoded` bytes feature -> detections."""
+        features = tf.io.parse_example(
+            serialized_tf_example, {"image/encoded": tf.io.FixedLenFeature([], tf.string)})
+        return self.detect(*self._decode_and_preprocess(features["image/encoded"],
+                                                        "tf_example image/encoded"))
+
+    @tf.function(input_signature=[])
+    def label_map(self):
+        """Returns {"category_ids": int32 [K], "category_names": string [K]} for labels 1..K."""
+        return {"category_ids": tf.constant(self._category_ids, tf.int32),
+                "category_names": tf.constant(self._category_names, tf.string)}
+
+    def config(self):
+        """The preprocessing and mask settings baked into the export (a json-able dict)."""
+        return {"short_side": self._short_side, "max_size": self._max_size,
+                "canvas_size": self._canvas_size, "pixel_mean": list(self._pixel_mean),
+                "pixel_std": None if self._pixel_std is None else list(self._pixel_std),
+                "paste_masks": self._paste_masks, "mask_threshold": self._mask_threshold,
+                "outputs": sorted(self._output_names())}
+
+    def _output_names(self):
+        names = {"detection_boxes", "detection_scores", "detection_classes", "num_detections",
+                 "image_shape"}
+        if "detection_masks" in self._output_spec:
+            names.add("detection_box_masks")
+            if self._paste_masks:
+                names.add("detection_masks")
+        return names
+
+    def signatures(self):
+        """The three serving signatures, keyed by their SavedModel names."""
+        return {"serving_default": self.serve_images.get_concrete_function(),
+                "image_bytes": self.serve_image_bytes.get_concrete_function(),
+                "tf_example": self.serve_tf_example.get_concrete_function()}
+
+    # ---- pieces -------------------------------------------------------------------------------
+
+    def _preprocess(self, image):
+        """uint8 [h, w, 3] -> (normalized canvas float32 [C, C, 3], image_info float32 [4, 2])."""
+        canvas, image_info = preprocess.resize_and_pad(
+            image, self._short_side, self._max_size, self._canvas_size)
+        canvas = preprocess.normalize_image(canvas, mean=self._pixel_mean, std=self._pixel_std,
+                                            image_info=image_info)
+        return canvas, image_info
+
+    def _decode_and_preprocess(self, encoded, what):
+        """string [B] -> canvases [B, C, C, 3] and image_info [B, 4, 2]; refuses non-images."""
+        def one(args):
+            data, index = args
+            head = tf.strings.substr(data, 0, 4)
+            is_image = tf.reduce_any(tf.stack([
+                tf.strings.substr(head, 0, len(sig)) == sig for sig in _IMAGE_SIGNATURES]))
+            message = tf.strings.format(
+                what + "[{}] is not an encoded image (expected JPEG, PNG, GIF or BMP bytes); "
+                "its first bytes are {}", (index, head))
+            with tf.control_dependencies([tf.debugging.Assert(is_image, [message])]):
+                # The input pipeline's decoder: the same pixels as in training (accurate JPEG IDCT).
+                image = preprocess.decode_image_bytes(data)
+            return self._preprocess(image)
+
+        return tf.map_fn(
+            one, (encoded, tf.range(tf.shape(encoded)[0])),
+            fn_output_signature=(tf.TensorSpec([self._canvas_size] * 2 + [3], tf.float32),
+                                 tf.TensorSpec([4, 2], tf.float32)))
+
+    @property
+    def model(self):
+        return self._model.value
+
+    def _run_model(self, canvas, image_info):
+        """One image: canvas [C, C, 3], image_info [4, 2] -> the model's outputs without batch dim."""
+        outputs = self.model({"images": canvas[None], "image_info": image_info[None]},
+                             training=False)
+        return {key: value[0] for key, value in outputs.items()}
+
+    def detect(self, canvases, image_info):
+        """Preprocessed batch -> detections: the part shared by the three signatures.
+
+        Args:
+            canvases: float32 [B, C, C, 3] normalized canvases; image_info: float32 [B, 4, 2].
+        Returns:
+            the signatures' output dict (module docstring).
+        """
+        if self._detect_fn is None:  # one trace shared by every signature
+            spec = [tf.TensorSpec([None, self._canvas_size, self._canvas_size, 3], tf.float32),
+                    tf.TensorSpec([None, 4, 2], tf.float32)]
+            self._detect_fn = _Untracked(tf.function(self._detect, input_signature=spec))
+        return self._detect_fn.value(canvases, image_info)
+
+    def _detect(self, canvases, image_info):
+        """Runs the model per image and maps labels to category ids; pastes masks if asked."""
+        outputs = tf.map_fn(lambda args: self._run_model(*args), (canvases, image_info),
+                            fn_output_signature=self._output_spec, parallel_iterations=1)
+
+        num = tf.cast(outputs["num_detections"], tf.int32)
+        max_det = tf.shape(outputs["detection_scores"])[1]
+        valid = tf.range(max_det)[None, :] < num[:, None]  # [B, D]
+        labels = tf.cast(outputs["detection_classes"], tf.int32)
+        table = tf.constant([0] + self._category_ids, tf.int32)
+        classes = tf.where(valid, tf.gather(table, tf.clip_by_value(labels, 0, len(self._category_ids))),
+                           0)
+        validf = tf.cast(valid, tf.float32)
+        result = {
+            "detection_boxes": outputs["detection_boxes"] * validf[..., None],
+            "detection_scores": outputs["detection_scores"] * validf,
+            "detection_classes": classes,
+            "num_detections": num,
+            "image_shape": tf.cast(tf.round(image_info[:, 0, :]), tf.int32),
+        }
+        if "detection_masks" in outputs:
+            box_masks = outputs["detection_masks"] * validf[..., None, None]
+            result["detection_box_masks"] = box_masks
+            if self._paste_masks:
+                result["detection_masks"] = self._paste(box_masks, result["detection_boxes"],
+                                                        result["image_shape"], valid)
+        return result
+
+    def _paste(self, box_masks, boxes, image_shape, valid):
+        """[B, D, M, M] probs + [B, D, 4] boxes -> uint8 [B, D, H, W] (H, W = batch max size)."""
+        max_hw = tf.reduce_max(image_shape, axis=0)
+
+        def one(args):
+            masks, image_boxes, hw, keep = args
+            pasted = mask_ops.paste_masks_tf(masks, image_boxes, (hw[0], hw[1]),
+                                             threshold=self._mask_threshold)
+            pasted = tf.cast(pasted, tf.uint8) * tf.cast(keep, tf.uint8)[:, None, None]
+            return tf.pad(pasted, [[0, 0], [0, max_hw[0] - hw[0]], [0, max_hw[1] - hw[1]]])
+
+        return tf.map_fn(one, (box_masks, boxes, image_shape, valid),
+                         fn_output_signature=tf.TensorSpec([None, None, None], tf.uint8),
+                         parallel_iterations=1)

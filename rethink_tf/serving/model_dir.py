@@ -1,0 +1,142 @@
+"""Rebuilds a trained detector from a training directory, for export.
+
+A training run's DIR holds `config.gin` (the parsed gin configuration), `label_map.json`
+(contiguous label l <-> categories[l - 1] = {"id", "name"}) and checkpoints `ckpt-<step>` written by
+`rethink_tf.training.checkpointing.ModelCheckpointer` (`tf.train.Checkpoint(model=..., ...)`).
+From these we rebuild exactly the evaluated model: `build_model(num_classes=K)` under the run's
+gin bindings, the eval preprocessing (`build_dataset` parameters in the `eval/` scope, falling back
+to unscoped bindings and then to `build_dataset`'s defaults) and the label map.
+"""
+import dataclasses
+import inspect
+import json
+import math
+import os
+
+import gin
+import tensorflow as tf
+
+CONFIG_FILE = "config.gin"
+LABEL_MAP_FILE = "label_map.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceConfig:
+    """Eval-time preprocessing of a run (pixels), as the input pipeline applies it."""
+    short_side: int
+    max_size: int
+    canvas_size: int
+    pixel_mean: tuple
+    pixel_std: tuple | None
+
+
+def read_label_map(model_dir):
+    """DIR/label_map.json -> list of {"id": int, "name": str} for labels 1..K."""
+    path = os.path.join(model_dir, LABEL_MAP_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: the training run writes it (rethink_tf.train)")
+    with tf.io.gfile.GFile(path) as f:
+        record = json.load(f)
+    categories = record.get("categories") if isinstance(record, dict) else None
+    if not categories or not all(isinstance(c, dict) and "id" in c and "name" in c
+                                 for c in categories):
+        raise ValueError(f"{path}: expected {{'categories': [{{'id', 'name'}}, ...]}} (non-empty)")
+    return [{"id": int(c["id"]), "name": str(c["name"])} for c in categories]
+
+
+def parse_config(model_dir, extra_bindings=()):
+    """Parses DIR/config.gin (unknown names are errors) plus `extra_bindings`."""
+    from rethink_tf.training import config
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"{path} not found: the training run writes it (rethink_tf.train)")
+    gin.clear_config()
+    config.parse([path], list(extra_bindings), finalize=False)
+
+
+def _eval_dataset_parameter(name):
+    """The value `build_dataset(name)` gets in the eval/ scope under the parsed configuration."""
+    for binding in (f"eval/build_dataset.{name}", f"build_dataset.{name}"):
+        try:
+            return gin.query_parameter(binding)
+        except ValueError:
+            continue
+    from rethink_tf.data.input_pipeline import build_dataset
+    return inspect.signature(build_dataset).parameters[name].default
+
+
+def inference_config():
+    """The eval preprocessing of the parsed configuration (call after `parse_config`)."""
+    from rethink_tf.data import preprocess
+    max_size = int(_eval_dataset_parameter("max_size"))
+    canvas_size = _eval_dataset_parameter("canvas_size")
+    if canvas_size is None:  # build_dataset's rule
+        canvas_size = int(math.ceil(max_size / 32) * 32)
+    divide_by_std = bool(_eval_dataset_parameter("divide_by_std"))
+    return InferenceConfig(
+        short_side=int(_eval_dataset_parameter("eval_short_side")), max_size=max_size,
+        canvas_size=int(canvas_size), pixel_mean=tuple(preprocess.PIXEL_MEAN),
+        pixel_std=tuple(preprocess.PIXEL_STD) if divide_by_std else None)
+
+
+def resolve_checkpoint(model_dir, checkpoint=None):
+    """`checkpoint` if given (must exist), else the latest `ckpt-<step>` in DIR; errors name the path."""
+    if checkpoint:
+        if not tf.io.gfile.exists(checkpoint + ".index"):
+            raise FileNotFoundError(f"--checkpoint={checkpoint}: no such checkpoint "
+                                    f"({checkpoint}.index does not exist)")
+        return checkpoint
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest is None:
+        raise FileNotFoundError(f"no checkpoint in {model_dir} (train first, or pass --checkpoint)")
+    return latest
+
+
+def checkpoint_has_masks(checkpoint):
+    """True when the checkpointed model has a mask head (its variables are in the checkpoint)."""
+    return any(name.startswith("model/mask_head/") for name, _ in tf.train.list_variables(checkpoint))
+
+
+class IncompleteCheckpointError(ValueError):
+    """Some model variables cannot be restored from (or were never saved in) the checkpoint."""
+
+
+def restore_model(model, checkpoint):
+    """Restores `model` (built) from a trainer checkpoint; every model variable must be restored.
+
+    Raises:
+        IncompleteCheckpointError if some model variables are not reachable from the checkpoint's
+        `model` object (so they could not have been saved) or do not match the checkpoint.
+    """
+    reachable = {id(v) for v in tf.train.TrackableView(model).descendants()}
+    missing = [v.path for v in model.variables if id(v) not in reachable]
+    if missing:
+        raise IncompleteCheckpointError(
+            f"{len(missing)} of the model's {len(model.variables)} variables are not tracked by "
+            f"tf.train.Checkpoint(model=...), so {checkpoint} cannot hold them (e.g. "
+            f"{', '.join(missing[:3])}); layers kept in Python lists/dicts are invisible to TF "
+            "checkpoints under Keras 3")
+    status = tf.train.Checkpoint(model=model).restore(checkpoint)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        raise IncompleteCheckpointError(f"{checkpoint} does not match the model built from config.gin: {e}") from e
+    status.expect_partial()  # the optimizer and counters are not needed
+    return model
+
+
+def load_model(model_dir, checkpoint=None, extra_bindings=()):
+    """Rebuilds and restores a run's model.
+
+    Returns:
+        (model, categories [{"id", "name"}], InferenceConfig, checkpoint path).
+    """
+    checkpoint = resolve_checkpoint(model_dir, checkpoint)
+    categories = read_label_map(model_dir)
+    parse_config(model_dir, extra_bindings)
+    from rethink_tf.modeling.factory import build_model
+    kwargs = {} if checkpoint_has_masks(checkpoint) else {"mask": False}
+    model = build_model(num_classes=len(categories), **kwargs)
+    model.build_networks()
+    restore_model(model, checkpoint)
+    return model, categories, inference_config(), checkpoint

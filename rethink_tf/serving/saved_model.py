@@ -1,0 +1,50 @@
+"""Writes a DetectionExportModule as a SavedModel (three signatures + label map)."""
+import json
+import os
+
+import tensorflow as tf
+
+from rethink_tf.serving.export_module import DetectionExportModule
+
+EXTRA_DIR = "assets.extra"  # TF Serving's place for files it does not read itself
+
+
+def build_export_module(model, categories, inference_config, **kwargs):
+    """DetectionExportModule for `model` with a run's label map and eval preprocessing.
+
+    Args:
+        model: the built, restored Keras MaskRCNN.
+        categories: [{"id", "name"}] for labels 1..K (DIR/label_map.json).
+        inference_config: a `model_dir.InferenceConfig`.
+        **kwargs: `paste_masks`, `mask_threshold` (see DetectionExportModule).
+    """
+    return DetectionExportModule(
+        model, category_ids=[c["id"] for c in categories],
+        category_names=[c["name"] for c in categories],
+        short_side=inference_config.short_side, max_size=inference_config.max_size,
+        canvas_size=inference_config.canvas_size, pixel_mean=inference_config.pixel_mean,
+        pixel_std=inference_config.pixel_std, **kwargs)
+
+
+def save(module, export_dir, metadata=None, overwrite=False):
+    """Saves `module` to `export_dir` with its three signatures.
+
+    Also writes `export_dir/assets.extra/label_map.json` ({"categories": [{"id", "name"}]}) and
+    `export_config.json` (preprocessing and `metadata`, e.g. the checkpoint) for people and tools.
+    Refuses to overwrite an existing SavedModel unless `overwrite`.
+    """
+    if tf.io.gfile.exists(os.path.join(export_dir, "saved_model.pb")) and not overwrite:
+        raise FileExistsError(f"{export_dir} already holds a SavedModel (pass overwrite=True / "
+                              "--overwrite to replace it)")
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    extra = os.path.join(export_dir, EXTRA_DIR)
+    tf.io.gfile.makedirs(extra)
+    label_map = module.label_map()
+    categories = [{"id": int(i), "name": n.decode("utf-8")}
+                  for i, n in zip(label_map["category_ids"].numpy(),
+                                  label_map["category_names"].numpy())]
+    with tf.io.gfile.GFile(os.path.join(extra, "label_map.json"), "w") as f:
+        json.dump({"categories": categories}, f, indent=1)
+    with tf.io.gfile.GFile(os.path.join(extra, "export_config.json"), "w") as f:
+        json.dump({**module.config(), **(metadata or {})}, f, indent=1)
+    return export_dir

@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny Mask R-CNN built through the real gin factory, and its SavedModel.
+
+The model is untrained (random weights): the serving tests compare the SavedModel with the
+in-process Keras model, which does not need a trained detector. score_threshold = 0 keeps the
+detections non-empty.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gin  # noqa: E402
+import pytest  # noqa: E402
+
+from serving_fixtures import CATEGORIES, TINY_BINDINGS  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """(model, categories, InferenceConfig) built from TINY_BINDINGS through config parsing."""
+    from rethink_tf.serving import model_dir
+    from rethink_tf.training import config
+    gin.clear_config()
+    config.parse([], TINY_BINDINGS, finalize=False)
+    from rethink_tf.modeling.factory import build_model
+    model = build_model(num_classes=len(CATEGORIES))
+    model.build_networks()
+    inference = model_dir.inference_config()
+    yield model, CATEGORIES, inference
+    gin.clear_config()
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_model, tmp_path_factory):
+    """Path of the SavedModel of the tiny model (and the export module used to write it)."""
+    from rethink_tf.serving import saved_model
+    model, categories, inference = tiny_model
+    module = saved_model.build_export_module(model, categories, inference)
+    path = str(tmp_path_factory.mktemp("export") / "saved_model")
+    saved_model.save(module, path, metadata={"checkpoint": None})
+    return path, module

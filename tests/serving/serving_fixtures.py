@@ -1,0 +1,30 @@
+"""Constants shared by the serving tests (imported as a plain module, like tests/training's toys)."""
+from pathlib import Path
+
+import pytest
+
+COCO128 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco128" / "train2017"
+
+TINY_BINDINGS = [
+    "build_model.base_width = 8",
+    "build_model.blocks_per_stage = (1, 1, 1, 1)",
+    "build_model.fpn_channels = 32",
+    "build_model.box_num_convs = 1",
+    "build_model.box_conv_dim = 32",
+    "build_model.box_fc_dim = 64",
+    "build_model.mask_num_convs = 1",
+    "build_model.mask_conv_dim = 32",
+    "build_model.pre_nms_topk_test = 200",
+    "build_model.post_nms_topk_test = 100",
+    "build_model.score_threshold = 0.0",
+    "eval/build_dataset.eval_short_side = 96",
+    "build_dataset.max_size = 128",
+]
+CATEGORIES = [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}, {"id": 44, "name": "bottle"}]
+
+
+def coco_image_paths(count):
+    paths = sorted(COCO128.glob("*.jpg"))[:count]
+    if len(paths) < count:
+        pytest.skip(f"COCO images not found under {COCO128}")
+    return [str(p) for p in paths]
