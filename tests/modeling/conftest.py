@@ -1,0 +1,63 @@
+"""Shared tiny configurations and batches for the modeling tests (64-128 px, narrow widths)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rethink_tf.modeling.factory import build_model
+
+TINY = dict(base_width=8, blocks_per_stage=(1, 1, 1, 1), fpn_channels=16, box_num_convs=2, box_conv_dim=8,
+            box_fc_dim=32, mask_num_convs=2, mask_conv_dim=8, pre_nms_topk_train=200,
+            post_nms_topk_train=100, pre_nms_topk_test=100, post_nms_topk_test=50, roi_num_samples=64,
+            detections_per_image=20)
+
+
+def tiny_model(num_classes=3, **overrides):
+    return build_model(num_classes, **{**TINY, **overrides})
+
+
+def synthetic_batch(batch_size=2, size=64, num_classes=3, seed=0):
+    """A batch following CONTRACT.md: 2 real instances per image, 2 padding rows, one crowd row."""
+    rng = np.random.default_rng(seed)
+    boxes = np.array([[4, 4, 30, 40], [10, 20, 40, 60], [20, 5, 44, 30], [0, 0, 0, 0]], "float32")
+    classes = np.array([1, num_classes, 2, -1], "int32")
+    crowd = np.array([False, False, True, False])
+    return {
+        "images": rng.normal(size=(batch_size, size, size, 3)).astype("float32"),
+        "image_info": np.tile(np.array([[96, 128], [48, 64], [0.5, 0.5], [0, 0]], "float32"),
+                              (batch_size, 1, 1)),
+        "image_id": np.arange(batch_size, dtype="int64"),
+        "gt_boxes": np.tile(boxes, (batch_size, 1, 1)),
+        "gt_classes": np.tile(classes, (batch_size, 1)),
+        "gt_is_crowd": np.tile(crowd, (batch_size, 1)),
+        "gt_masks": (rng.uniform(size=(batch_size, 4, 16, 16)) > 0.5).astype("uint8"),
+    }
+
+
+def train_step_fn(model, optimizer, jit_compile=False):
+    """A plain training step (forward, summed losses, gradients, SGD update) for tests/benchmarks."""
+
+    @tf.function(jit_compile=jit_compile)
+    def step(batch):
+        with tf.GradientTape() as tape:
+            losses = model(batch, training=True)
+            total = tf.add_n(list(losses.values()))
+        grads = tape.gradient(total, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return losses
+
+    return step
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model():
+    return tiny_model
+
+
+@pytest.fixture(scope="session")
+def make_batch():
+    return synthetic_batch
+
+
+@pytest.fixture(scope="session")
+def make_train_step():
+    return train_step_fn

@@ -1,0 +1,96 @@
+"""MaskRCNN call contract (CONTRACT.md), mask switch, VGG Faster R-CNN, input errors."""
+import keras
+import numpy as np
+import pytest
+
+from rethink_tf.modeling.factory import build_model
+from rethink_tf.modeling.norm import NORM_LAYER_TYPES
+
+LOSS_KEYS = {"rpn_objectness", "rpn_box", "roi_class", "roi_box", "mask"}
+
+
+@pytest.fixture(scope="module")
+def run(make_tiny_model, make_batch):
+    """One tiny GN Mask R-CNN, its training losses and its detections on a synthetic batch."""
+    model = make_tiny_model()
+    batch = make_batch()
+    losses = model(batch, training=True)
+    detections = model({"images": batch["images"], "image_info": batch["image_info"]}, training=False)
+    return model, batch, losses, detections
+
+
+def test_training_returns_weighted_scalar_losses(run):
+    _, _, losses, _ = run
+    assert set(losses) == LOSS_KEYS
+    for key, value in losses.items():
+        assert value.shape == () and keras.backend.standardize_dtype(value.dtype) == "float32", key
+        assert np.isfinite(float(value)) and float(value) >= 0, key
+    # At init: sigmoid/softmax outputs near uniform (std 0.01 predictors).
+    np.testing.assert_allclose(float(losses["rpn_objectness"]), np.log(2), rtol=0.05)
+    np.testing.assert_allclose(float(losses["roi_class"]), np.log(4), rtol=0.05)
+    np.testing.assert_allclose(float(losses["mask"]), np.log(2), rtol=0.02)
+
+
+def test_detections_contract(run):
+    _, batch, _, det = run
+    b, d = 2, 20
+    assert tuple(det["detection_boxes"].shape) == (b, d, 4)
+    assert tuple(det["detection_scores"].shape) == (b, d)
+    assert tuple(det["detection_classes"].shape) == (b, d)
+    assert tuple(det["num_detections"].shape) == (b,)
+    assert tuple(det["detection_masks"].shape) == (b, d, 28, 28)
+    assert keras.backend.standardize_dtype(det["detection_classes"].dtype) == "int32"
+    assert keras.backend.standardize_dtype(det["num_detections"].dtype) == "int32"
+    boxes = np.asarray(det["detection_boxes"])
+    classes = np.asarray(det["detection_classes"])
+    num = np.asarray(det["num_detections"])
+    masks = np.asarray(det["detection_masks"])
+    orig_h, orig_w = batch["image_info"][0, 0]
+    assert (boxes >= 0).all() and (boxes[..., [0, 2]] <= orig_h).all() and (boxes[..., [1, 3]] <= orig_w).all()
+    # Boxes are in ORIGINAL pixels: the scaled image is 48x64 at scale 0.5, so boxes may exceed it.
+    for i in range(b):
+        assert ((classes[i, :num[i]] >= 1) & (classes[i, :num[i]] <= 3)).all()
+        assert (classes[i, num[i]:] == 0).all() and (masks[i, num[i]:] == 0).all()
+    assert (masks >= 0).all() and (masks <= 1).all()
+    assert (np.asarray(det["detection_scores"])[classes > 0] > 0.05).all()
+
+
+def test_norm_layers_are_exposed_for_weight_decay(run):
+    model = run[0]
+    norm_vars = {id(v) for layer in model._flatten_layers() if isinstance(layer, NORM_LAYER_TYPES)
+                 for v in layer.weights}
+    assert norm_vars and len(norm_vars) < len(model.trainable_weights)
+    assert not any(v.path.endswith("gamma") for v in model.trainable_weights if id(v) not in norm_vars)
+
+
+def test_mask_head_off_and_vgg_faster_rcnn(make_batch):
+    model = build_model(3, backbone="vgg16", norm="none", vgg_width_multiplier=0.0625, mask=False,
+                        box_fc_dim=32, pre_nms_topk_train=100, post_nms_topk_train=50,
+                        pre_nms_topk_test=50, post_nms_topk_test=20, roi_num_samples=32,
+                        detections_per_image=10)
+    assert model.num_anchors == 9 and model.rpn_levels == [4]
+    batch = make_batch(batch_size=1)
+    del batch["gt_masks"]
+    losses = model(batch, training=True)
+    assert set(losses) == LOSS_KEYS - {"mask"}
+    det = model({"images": batch["images"], "image_info": batch["image_info"]}, training=False)
+    assert "detection_masks" not in det and tuple(det["detection_boxes"].shape) == (1, 10, 4)
+    anchors = model.anchors((64, 64))[4]
+    assert tuple(anchors.shape) == (4 * 4 * 9, 4)
+    sizes = np.sqrt((anchors[:9, 2] - anchors[:9, 0]) * (anchors[:9, 3] - anchors[:9, 1]))
+    np.testing.assert_allclose(np.asarray(sizes), np.repeat([128, 256, 512], 3), rtol=1e-4)
+
+
+def test_input_errors(run):
+    model, batch, _, _ = run
+    with pytest.raises(ValueError, match="'images' and 'image_info'"):
+        model({"images": batch["images"]}, training=False)
+    no_masks = {k: v for k, v in batch.items() if k != "gt_masks"}
+    with pytest.raises(ValueError, match="no 'gt_masks'"):
+        model(no_masks, training=True)
+    with pytest.raises(ValueError, match="build_model.norm = 'group'"):
+        build_model(3, norm="group")
+    with pytest.raises(ValueError, match="Unknown box head"):
+        build_model(3, box_head="3fc")
+    with pytest.raises(ValueError, match="VGG-16 body has no normalization"):
+        build_model(3, backbone="vgg16")
