@@ -192,18 +192,32 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     return trainer.train(max_steps=max_steps)
 
 
+def _experiment_parameter(name, default):
+    try:
+        return gin.query_parameter(f"experiment.{name}")
+    except ValueError:
+        return default
+
+
 @gin.configurable(denylist=["model_dir", "checkpoint"])
-def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_source=None, eval_batch_size: int = 8,
-                        eval_max_batches: int | None = None):
+def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_source=None,
+                        eval_batch_size: int | None = None, eval_max_batches: int | None = None):
     """Evaluates one checkpoint (default: the latest in DIR) on `eval_source` (default: experiment's).
+
+    `eval_batch_size` and `eval_max_batches` default to the experiment's values.
 
     Writes DIR/coco_results_ckpt-<step>.json and appends to DIR/metrics.jsonl. Returns the metrics.
     """
     from rethink_tf.training import summaries
 
     if eval_source is None:
-        eval_source = gin.query_parameter("experiment.eval_source")
-        eval_source = eval_source.scoped_configurable_fn() if hasattr(eval_source, "scoped_configurable_fn") else eval_source
+        eval_source = _experiment_parameter("eval_source", None)
+        if isinstance(eval_source, gin.config.ConfigurableReference):
+            eval_source = eval_source.scoped_configurable_fn()
+    if eval_batch_size is None:
+        eval_batch_size = _experiment_parameter("eval_batch_size", 8)
+    if eval_max_batches is None:
+        eval_max_batches = _experiment_parameter("eval_max_batches", None)
     if eval_source is None:
         raise ValueError("no evaluation source: bind experiment.eval_source or evaluate_checkpoint.eval_source")
     checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -156,3 +157,19 @@ def test_metrics_jsonl_appends(tmp_path):
     assert [r["step"] for r in coco_evaluator.read_metrics_jsonl(path)] == [10, 20]
     assert coco_evaluator.flatten_metrics({"bbox": {"AP": 1.0}, "segm": {"AP50": 2.0}}) == {
         "bbox/AP": 1.0, "segm/AP50": 2.0}
+
+
+def test_plot_curves_against_samples_seen(tmp_path):
+    from rethink_tf.evaluation import plot
+
+    for name, aps in (("scratch", (1.0, 5.0)), ("pretrained", (4.0, 6.0))):
+        run = tmp_path / name
+        for step, ap in zip((10, 20), aps):
+            coco_evaluator.append_metrics_jsonl(str(run / "metrics.jsonl"), {
+                "step": step, "images_seen": step * 16.0, "bbox": {"AP": ap}, "segm": {"AP": ap / 2}})
+    assert plot.curve(str(tmp_path / "scratch"), "segm/AP", "images") == [(160.0, 0.5), (320.0, 2.5)]
+    out = plot.plot([str(tmp_path / "scratch"), str(tmp_path / "pretrained")], str(tmp_path / "ap.png"),
+                    x="images")
+    assert os.path.getsize(out) > 0
+    with pytest.raises(ValueError, match="x must be"):
+        plot.curve(str(tmp_path / "scratch"), x="epochs")
