@@ -1,6 +1,7 @@
 """The tfds builder over a local COCO dir (masks kept) and TfdsSource, against CocoSource on the same data."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -114,3 +115,99 @@ def test_builder_names_undecodable_image(tmp_path):
     with pytest.raises(ValueError, match=r"cannot decode image file .*201\.jpg \(image id 201\)"):
         TfdsSource("rethink_coco_instances/2017", "validation", data_dir=str(tmp_path / "tfds"),
                    manual_dir=str(root))
+
+
+# --- tfds layouts without masks: coco/2017 (80 labels, is_crowd, image/id) and voc (is_difficult,
+# ids from file names). Two tiny builders with the same feature layouts stand in for the real ones,
+# which cannot be downloaded here.
+_TINY_IMAGES = {}
+
+
+class CocoBoxesForTest(tfds.core.GeneratorBasedBuilder):
+    """Same features as tfds coco/2017 (boxes only), 80 labels."""
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(encoding_format="jpeg"),
+            "image/filename": tfds.features.Text(),
+            "image/id": tf.int64,
+            "objects": tfds.features.Sequence({
+                "area": tf.int64, "bbox": tfds.features.BBoxFeature(), "id": tf.int64, "is_crowd": tf.bool,
+                "label": tfds.features.ClassLabel(names=[f"class{i}" for i in range(80)])}),
+        }))
+
+    def _split_generators(self, dl_manager):
+        return {"validation": self._generate_examples()}
+
+    def _generate_examples(self):
+        boxes = [[(0.1, 0.1, 0.5, 0.6, 0, False), (0.2, 0.3, 0.2, 0.9, 5, False)],  # 2nd: zero height
+                 [(0.0, 0.0, 1.0, 1.0, 79, True)]]
+        for k, (path, objs) in enumerate(zip(_TINY_IMAGES["paths"], boxes)):
+            yield k, {"image": path, "image/filename": os.path.basename(path), "image/id": 1000 + k,
+                      "objects": [{"area": 1, "bbox": tfds.features.BBox(*b[:4]), "id": j, "is_crowd": b[5],
+                                   "label": b[4]} for j, b in enumerate(objs)]}
+
+
+class VocBoxesForTest(tfds.core.GeneratorBasedBuilder):
+    """Same features as tfds voc (is_difficult, no image id), 20 labels."""
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(encoding_format="jpeg"),
+            "image/filename": tfds.features.Text(),
+            "objects": tfds.features.Sequence({
+                "bbox": tfds.features.BBoxFeature(), "is_difficult": tf.bool, "is_truncated": tf.bool,
+                "label": tfds.features.ClassLabel(names=[f"voc{i}" for i in range(20)])}),
+        }))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for k, path in enumerate(_TINY_IMAGES["paths"]):
+            yield k, {"image": path, "image/filename": f"2008_00000{k}.jpg",
+                      "objects": [{"bbox": tfds.features.BBox(0.1, 0.2, 0.6, 0.7), "is_difficult": False,
+                                   "is_truncated": False, "label": 19},
+                                  {"bbox": tfds.features.BBox(0.5, 0.5, 0.9, 0.9), "is_difficult": True,
+                                   "is_truncated": False, "label": 3}]}
+
+
+@pytest.fixture(scope="module")
+def tiny_images(tmp_path_factory):
+    ann_file, image_dir = write_tiny_coco(tmp_path_factory.mktemp("imgs"), [
+        {"id": 1, "file_name": "a.jpg", "height": 48, "width": 64},
+        {"id": 2, "file_name": "b.jpg", "height": 40, "width": 40}], [], CATEGORIES)
+    _TINY_IMAGES["paths"] = [str(image_dir / "a.jpg"), str(image_dir / "b.jpg")]
+    return tmp_path_factory.mktemp("tfds_boxes")
+
+
+def test_coco_boxes_layout_maps_labels_to_coco_ids(tiny_images):
+    source = TfdsSource("coco_boxes_for_test", "validation", data_dir=str(tiny_images), download=True)
+    assert not source.has_masks and source.num_classes == 80
+    assert source.label_to_category_id(1) == 1 and source.label_to_category_id(80) == 90
+    assert source.image_ids == [1000, 1001]
+    batches = list(build_dataset(source, training=False, global_batch_size=2, **TINY))
+    by_id = {int(i): b for b, i in enumerate(batches[0]["image_id"].numpy())}
+    b = batches[0]
+    assert "gt_masks" not in b
+    first = by_id[1000]
+    np.testing.assert_array_equal(b["gt_classes"][first, :2].numpy(), [1, -1])  # zero-height box dropped
+    sy, sx = b["image_info"][first, 2].numpy()
+    np.testing.assert_allclose(b["gt_boxes"][first, 0].numpy(),
+                               [0.1 * 48 * sy, 0.1 * 64 * sx, 0.5 * 48 * sy, 0.6 * 64 * sx], atol=1e-3)
+    assert b["gt_is_crowd"][by_id[1001], 0] and b["gt_classes"][by_id[1001], 0] == 80
+    assert source._scan()[1]["degenerate_box"] == 1
+    gt = source.coco_gt()
+    assert sorted(a["category_id"] for a in gt.dataset["annotations"]) == [1, 90]
+    assert gt.imgs[1000]["height"] == 48 and gt.imgs[1000]["width"] == 64
+
+
+def test_voc_layout_ids_from_filenames_and_difficult_as_crowd(tiny_images):
+    source = TfdsSource("voc_boxes_for_test", "train", data_dir=str(tiny_images), download=True)
+    assert source.image_ids == [2008000000, 2008000001]
+    assert source.label_to_category_id(20) == 20
+    batch = next(iter(build_dataset(source, training=True, global_batch_size=2, seed=0, **TINY)))
+    np.testing.assert_array_equal(batch["gt_classes"][:, :3].numpy(), [[20, 4, -1]] * 2)
+    np.testing.assert_array_equal(batch["gt_is_crowd"][:, :2].numpy(), [[False, True]] * 2)
