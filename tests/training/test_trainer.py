@@ -95,3 +95,18 @@ def test_eval_hook_writes_metrics_and_images(tmp_path):
     assert calls == [(4, 16.0), (6, 24.0)]
     assert summaries.read_scalars(os.path.join(tmp_path, "eval"))["bbox/AP"] == [(4, 12.5), (6, 12.5)]
     assert summaries.read_image_tags(os.path.join(tmp_path, "eval")) == ["eval/predictions"] * 2
+
+
+@pytest.mark.parametrize("policy,jit", [("mixed_bfloat16", True), ("mixed_float16", False)])
+def test_mixed_precision_and_xla_switches(tmp_path, policy, jit):
+    import keras
+    try:
+        t = _trainer(tmp_path, 3, mixed_precision=policy, jit_compile=jit)
+        losses = t.train()
+        assert t.model.conv1.compute_dtype == policy.split("_")[1]
+        assert t.model.conv1.kernel.dtype == "float32"  # variables stay float32
+        assert t.step == 3 and all(np.isfinite(v) for v in losses.values())
+        if policy == "mixed_float16":
+            assert isinstance(t.optimizer, keras.optimizers.LossScaleOptimizer)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
