@@ -96,12 +96,18 @@ class DetectionExportModule(tf.Module):
         self._paste_masks = bool(paste_masks)
         self._mask_threshold = float(mask_threshold)
         self._detect_fn = None
-        # One eager call on a blank canvas gives the model's output structure (for tf.map_fn) and
-        # lets the model fill its python-side caches (MaskRCNN's anchors) outside any trace.
-        blank = preprocess.resize_and_pad(tf.zeros([32, 32, 3], tf.uint8), self._short_side,
-                                          self._max_size, self._canvas_size)
-        example = model({"images": blank[0][None], "image_info": blank[1][None]}, training=False)
-        self._output_spec = {k: tf.TensorSpec(v.shape[1:], v.dtype) for k, v in example.items()}
+        if hasattr(model, "anchors"):
+            # MaskRCNN caches its anchors as numpy on first use, which cannot happen inside a
+            # tf.function: fill the cache for our canvas now, eagerly.
+            model.anchors((self._canvas_size, self._canvas_size))
+        # The per-image model call, traced once: its outputs give the structure tf.map_fn needs,
+        # and every signature reuses this trace.
+        canvas_spec = tf.TensorSpec([self._canvas_size, self._canvas_size, 3], tf.float32)
+        info_spec = tf.TensorSpec([4, 2], tf.float32)
+        self._run_model_fn = _Untracked(tf.function(self._run_model,
+                                                    input_signature=[canvas_spec, info_spec]))
+        example = self._run_model_fn.value.get_concrete_function().structured_outputs
+        self._output_spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in example.items()}
 
     # ---- signatures ---------------------------------------------------------------------------
 
@@ -217,7 +223,7 @@ class DetectionExportModule(tf.Module):
 
     def _detect(self, canvases, image_info):
         """Runs the model per image and maps labels to category ids; pastes masks if asked."""
-        outputs = tf.map_fn(lambda args: self._run_model(*args), (canvases, image_info),
+        outputs = tf.map_fn(lambda args: self._run_model_fn.value(*args), (canvases, image_info),
                             fn_output_signature=self._output_spec, parallel_iterations=1)
 
         num = tf.cast(outputs["num_detections"], tf.int32)

@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gin  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from serving_fixtures import CATEGORIES, TINY_BINDINGS  # noqa: E402
@@ -24,6 +25,15 @@ def tiny_model():
     from rethink_tf.modeling.factory import build_model
     model = build_model(num_classes=len(CATEGORIES))
     model.build_networks()
+    # The predictors' small init (std 0.01 / 0.001) makes every score ~1/(K+1) and every mask
+    # probability ~0.5: widen them so scores are well separated and masks have real shapes.
+    rng = np.random.default_rng(0)
+    widened = 0
+    for v in model.variables:
+        if v.path in ("mask_head/predictor/kernel", "box_predictor/cls_logits/kernel"):
+            v.assign(rng.normal(0.0, 0.3, v.shape).astype(np.float32))
+            widened += 1
+    assert widened == 2, "predictor variable names changed: update this fixture"
     inference = model_dir.inference_config()
     yield model, CATEGORIES, inference
     gin.clear_config()

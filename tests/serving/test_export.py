@@ -86,9 +86,10 @@ def assert_matches(served, reference, index, hw):
                                atol=0.05)
     np.testing.assert_allclose(served["box_mask_sum"][index], reference["box_mask_sum"],
                                rtol=1e-3, atol=0.05)
-    # Pasted masks: pixels whose probability sits at the threshold may flip; allow 0.5 %.
+    assert np.mean(reference["mask_pixels"][:num] > 0) > 0.5, "masks too empty to compare"
+    # Pasted masks: pixels whose probability sits at the threshold may flip; allow 1 % + 3 px.
     np.testing.assert_allclose(served["mask_pixels"][index], reference["mask_pixels"],
-                               rtol=5e-3, atol=0.005 * hw[0] * hw[1] / 100 + 2)
+                               rtol=0.01, atol=3)
     assert served["image_shape"][index] == list(hw)
 
 

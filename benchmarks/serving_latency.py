@@ -1,0 +1,88 @@
+"""Latency of the exported SavedModel per image on this machine's CPU.
+
+    python benchmarks/serving_latency.py [--sizes=512,800] [--iterations=5] [--saved_model=OUT]
+
+Without --saved_model it builds the paper's detector (build_model defaults: R50-FPN GN Mask R-CNN,
+80 classes, untrained weights: latency does not depend on the weights because every shape is
+static — 1000 proposals, 100 detection slots, masks for all of them), exports it once per size S
+with eval short side S, max size S and a canvas of S rounded up to 32, reloads the SavedModel as a
+server would and times `serving_default` on one S x S uint8 image (batch 1), pasted masks included.
+With --saved_model it times that SavedModel on S x S images as exported.
+
+Prints one line per size: median and mean seconds per image over --iterations timed calls (after
+one warm-up call, which pays for graph optimization).
+"""
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def export_paper_model(size, export_dir):
+    from rethink_tf.data import preprocess
+    from rethink_tf.modeling.factory import build_model
+    from rethink_tf.serving import model_dir, saved_model
+
+    model = build_model(num_classes=80)
+    model.build_networks()
+    categories = [{"id": i + 1, "name": f"class_{i + 1}"} for i in range(80)]
+    inference = model_dir.InferenceConfig(
+        short_side=size, max_size=size, canvas_size=int(math.ceil(size / 32) * 32),
+        pixel_mean=tuple(preprocess.PIXEL_MEAN), pixel_std=None)
+    module = saved_model.build_export_module(model, categories, inference)
+    saved_model.save(module, export_dir, overwrite=True)
+    params = sum(int(np.prod(v.shape)) for v in model.variables)
+    return params
+
+
+def time_saved_model(export_dir, size, iterations):
+    loaded = tf.saved_model.load(export_dir)
+    serve = loaded.signatures["serving_default"]
+    image = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, 3), np.uint8))
+    start = time.perf_counter()
+    out = serve(images=image)
+    warmup = time.perf_counter() - start
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        out = serve(images=image)
+        _ = {k: v.numpy() for k, v in out.items()}
+        times.append(time.perf_counter() - start)
+    return warmup, times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="512,800", help="comma-separated image sides (pixels)")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--saved_model", default=None, help="time this SavedModel instead")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), load average "
+          f"{os.getloadavg()[0]:.1f}")
+    for size in sizes:
+        if args.saved_model:
+            export_dir, note = args.saved_model, args.saved_model
+        else:
+            export_dir = os.path.join(tempfile.mkdtemp(prefix="serving_latency_"), f"r50_{size}")
+            start = time.perf_counter()
+            params = export_paper_model(size, export_dir)
+            note = (f"R50-FPN GN Mask R-CNN, {params / 1e6:.1f} M parameters, canvas "
+                    f"{int(math.ceil(size / 32) * 32)}, export {time.perf_counter() - start:.0f} s")
+        warmup, times = time_saved_model(export_dir, size, args.iterations)
+        print(f"{size}x{size}: median {statistics.median(times):.3f} s/image, mean "
+              f"{statistics.mean(times):.3f} s (n={len(times)}, first call {warmup:.1f} s) [{note}]",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
