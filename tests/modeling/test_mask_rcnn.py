@@ -94,3 +94,15 @@ def test_input_errors(run):
         build_model(3, box_head="3fc")
     with pytest.raises(ValueError, match="VGG-16 body has no normalization"):
         build_model(3, backbone="vgg16")
+
+
+def test_backbone_weights_load_into_the_detector(run, make_tiny_model, tmp_path):
+    from rethink_tf.modeling.weights import load_backbone_weights, save_backbone_weights
+    model = run[0]
+    path = str(tmp_path / "backbone.h5")
+    save_backbone_weights(model.backbone, path)
+    fresh = make_tiny_model().build_networks()
+    report = load_backbone_weights(fresh.backbone, path)
+    assert len(report.matched) == len(model.backbone.weights)
+    for a, b in zip(model.backbone.weights, fresh.backbone.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -177,24 +177,28 @@ def test_mask_head_shape_dtype():
 
 
 # ---------------------------------------------------------------- weight files
-def test_backbone_weights_roundtrip_and_errors(tiny_resnet, tmp_path):
+def _small_resnet(**kwargs):
+    net = ResNet(**{"norm": "gn", "base_width": 8, "blocks_per_stage": (1, 1, 1, 1), **kwargs})
+    net(np.zeros((1, 32, 32, 3), "float32"))
+    return net
+
+
+def test_backbone_weights_roundtrip_and_errors(tmp_path):
     path = str(tmp_path / "r50.h5")
-    save_backbone_weights(tiny_resnet, path)
-    other = ResNet(depth=50, norm="gn", base_width=8, name="other_backbone")
-    other(np.zeros((1, 32, 32, 3), "float32"))
+    source = _small_resnet(name="backbone")
+    save_backbone_weights(source, path)
+    other = _small_resnet(name="other_backbone")
     report = load_backbone_weights(other, path)
-    assert len(report.matched) == len(tiny_resnet.weights) and not report.unused_in_file
-    for a, b in zip(tiny_resnet.weights, other.weights):
+    assert len(report.matched) == len(source.weights) and not report.unused_in_file
+    for a, b in zip(source.weights, other.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
     with pytest.raises(FileNotFoundError, match="not found"):
         load_backbone_weights(other, str(tmp_path / "absent.h5"))
-    wide = ResNet(depth=50, norm="gn", base_width=16)
-    wide(np.zeros((1, 32, 32, 3), "float32"))
+    wide = _small_resnet(base_width=16)
     with pytest.raises(ValueError, match="shape mismatches"):
         load_backbone_weights(wide, path)
-    bn = ResNet(depth=50, norm="bn", base_width=8)
-    bn(np.zeros((1, 32, 32, 3), "float32"))
+    bn = _small_resnet(norm="bn")
     with pytest.raises(ValueError, match="lacks .* variables"):
         load_backbone_weights(bn, path)  # BN moving statistics are not in a GN file
     report = load_backbone_weights(bn, path, allow_missing=True)

@@ -1,0 +1,99 @@
+"""Times the training step and the predict step of R50-FPN Mask R-CNN (GN, 4conv1fc) on this machine.
+
+    python benchmarks/train_step.py --size=512 --batch=2 [--xla] [--steps=5]
+
+Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
+warm-up step that traces/compiles), the warm-up times, and peak_rss_mb (peak resident memory of
+the process). The batch follows CONTRACT.md: random image content, 7 instances per image (COCO's
+average) in M = 100 slots, 112x112 box-cropped masks; COCO's 80 classes.
+"""
+import json
+import os
+import resource
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from rethink_tf.modeling.factory import build_model  # noqa: E402
+
+flags.DEFINE_integer("size", 512, "Square canvas side in pixels (multiple of 32).")
+flags.DEFINE_integer("batch", 2, "Images per step.")
+flags.DEFINE_bool("xla", False, "Compile both steps with jit_compile=True.")
+flags.DEFINE_integer("steps", 5, "Timed steps after the warm-up step.")
+flags.DEFINE_integer("depth", 50, "ResNet depth.")
+flags.DEFINE_string("norm", "gn", "Norm kind.")
+flags.DEFINE_string("box_head", "4conv1fc", "Box head.")
+NUM_CLASSES = 80
+
+
+def make_batch(batch_size, size, num_instances=7, max_instances=100, mask_size=112, seed=0):
+    rng = np.random.default_rng(seed)
+    yx = rng.uniform(0, size * 0.7, size=(batch_size, num_instances, 2))
+    hw = rng.uniform(size * 0.05, size * 0.3, size=(batch_size, num_instances, 2))
+    boxes = np.zeros((batch_size, max_instances, 4), "float32")
+    boxes[:, :num_instances] = np.concatenate([yx, np.minimum(yx + hw, size)], -1)
+    classes = -np.ones((batch_size, max_instances), "int32")
+    classes[:, :num_instances] = rng.integers(1, NUM_CLASSES + 1, size=(batch_size, num_instances))
+    masks = np.zeros((batch_size, max_instances, mask_size, mask_size), "uint8")
+    masks[:, :num_instances, mask_size // 4: 3 * mask_size // 4, mask_size // 4: 3 * mask_size // 4] = 1
+    info = np.tile(np.array([[size, size], [size, size], [1, 1], [0, 0]], "float32"), (batch_size, 1, 1))
+    return {"images": rng.normal(size=(batch_size, size, size, 3)).astype("float32") * 50,
+            "image_info": info, "gt_boxes": boxes, "gt_classes": classes,
+            "gt_is_crowd": np.zeros((batch_size, max_instances), bool), "gt_masks": masks}
+
+
+def _timed(fn, arg, steps):
+    start = time.perf_counter()
+    tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
+    warmup = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
+        times.append(time.perf_counter() - start)
+    return warmup, statistics.median(times)
+
+
+def main(_):
+    f = flags.FLAGS
+    if f.size % 32:
+        raise app.UsageError(f"--size must be a multiple of 32, got {f.size}")
+    model = build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head)
+    batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
+    model.build_networks(image_size=64)
+    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function(jit_compile=f.xla)
+    def train_step(b):
+        with tf.GradientTape() as tape:
+            losses = model(b, training=True)
+            total = tf.add_n(list(losses.values()))
+        grads = tape.gradient(total, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return losses
+
+    @tf.function(jit_compile=f.xla)
+    def predict_step(b):
+        return model({"images": b["images"], "image_info": b["image_info"]}, training=False)
+
+    train_warmup, train_s = _timed(train_step, batch, f.steps)
+    predict_warmup, predict_s = _timed(predict_step, batch, f.steps)
+    print(json.dumps({
+        "model": f"R{f.depth}-FPN Mask R-CNN {f.norm} {f.box_head}", "size": f.size, "batch": f.batch,
+        "xla": f.xla, "steps": f.steps, "train_step_s": round(train_s, 3),
+        "predict_step_s": round(predict_s, 3), "train_warmup_s": round(train_warmup, 1),
+        "predict_warmup_s": round(predict_warmup, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "num_params": int(sum(np.prod(v.shape) for v in model.weights)),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
