@@ -21,6 +21,58 @@ _SAVE_ERRORS = (tf.errors.FailedPreconditionError, tf.errors.UnimplementedError,
                 tf.errors.InvalidArgumentError)
 
 
+def variables_by_path(model) -> dict:
+    """{variable path below the model: variable} over all of `model.weights` (trainable and not).
+
+    Keras 3 keeps layers held in lists or dicts out of TF's object graph, so `tf.train.Checkpoint(model=m)`
+    silently skips their variables. Checkpoints therefore store the variables by their Keras path with the
+    model's own (instance-numbered) name dropped, e.g. "backbone/res2_0/conv1/conv/kernel". Paths are stable
+    across processes when layers are named explicitly. Repeated paths get a "#k" suffix.
+    """
+    out = {}
+    for v in model.weights:
+        path = str(getattr(v, "path", v.name))
+        head, sep, rest = path.partition("/")
+        key = rest if sep and head == model.name else path
+        base, k = key, 1
+        while key in out:
+            key = f"{base}#{k}"
+            k += 1
+        out[key] = v
+    return out
+
+
+def model_trackable(model) -> tf.Module:
+    """A trackable holding the model's variables by path (see `variables_by_path`)."""
+    holder = tf.Module(name="model_variables")
+    holder.variables_by_path = variables_by_path(model)
+    return holder
+
+
+def restore_model_weights(model, checkpoint_path: str) -> None:
+    """Loads the model variables of a training checkpoint into a built `model`.
+
+    Raises:
+      ValueError naming the model variables the checkpoint does not hold.
+    """
+    shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+    holder = model_trackable(model)
+    missing = [k for k, v in holder.variables_by_path.items()
+               if list(shapes.get(_checkpoint_key(k), [-1])) != list(v.shape)]
+    if missing:
+        raise ValueError(f"{checkpoint_path} lacks (or has other shapes for) {len(missing)} of the model's "
+                         f"{len(holder.variables_by_path)} variables (another model configuration?), e.g. {missing[:3]}")
+    status = tf.train.Checkpoint(model_variables=holder).restore(checkpoint_path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+
+
+def _checkpoint_key(path: str) -> str:
+    # Object names in checkpoint keys escape "/" as ".S" and "." as "..".
+    escaped = path.replace(".", "..").replace("/", ".S")
+    return f"model_variables/variables_by_path/{escaped}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
 class ModelCheckpointer:
     """Saves/restores `tf.train.Checkpoint(**trackables)` under `model_dir`, keeping the last `max_to_keep`."""
 
@@ -33,6 +85,14 @@ class ModelCheckpointer:
         self._scratch = None if chief else directory
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep,
                                                   checkpoint_name="ckpt")
+
+    def check_tracked(self, variables) -> None:
+        """Fails if some of `variables` are not reachable from the checkpoint (they would not be saved)."""
+        reachable = {id(t) for t in tf.train.TrackableView(self.checkpoint).descendants()}
+        missing = [getattr(v, "path", getattr(v, "name", "?")) for v in variables if id(v) not in reachable]
+        if missing:
+            raise ValueError(f"{len(missing)} model variable(s) are not tracked by tf.train.Checkpoint and would not "
+                             f"be saved (keep layers as attributes or in lists/dicts of the model): {missing[:5]}")
 
     def latest(self) -> str | None:
         """Path of the newest checkpoint in the (chief's) model directory, or None."""

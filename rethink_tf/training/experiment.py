@@ -161,12 +161,16 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
 
     spec = schedule_lib.paper_schedule(global_batch_size=global_batch_size)
     logging.info("Schedule: %s", spec)
-    write_label_map(model_dir, train_source)
-    try:
-        from rethink_tf.data.sources import write_image_ids
-        write_image_ids(train_source, model_dir)
-    except ImportError:
-        pass
+    from rethink_tf.training import distribute
+
+    if distribute.is_chief(strategy):
+        write_label_map(model_dir, train_source)
+        try:
+            from rethink_tf.data.sources import write_image_ids
+        except ImportError:
+            write_image_ids = None
+        if write_image_ids is not None:
+            write_image_ids(train_source, model_dir)
 
     def dataset_fn(input_context):
         with gin.config_scope("train"):
@@ -230,7 +234,10 @@ def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_sour
     first = next(iter(eval_dataset(eval_source, eval_batch_size)))
     model({"images": first["images"], "image_info": first["image_info"]}, training=False)
     samples = {k: tf.Variable(0.0, dtype=tf.float64) for k in ("images", "instances", "pixels")}
-    tf.train.Checkpoint(model=model, **{f"seen_{k}": v for k, v in samples.items()}).restore(checkpoint).expect_partial()
+    from rethink_tf.training import checkpointing
+
+    checkpointing.restore_model_weights(model, checkpoint)
+    tf.train.Checkpoint(**{f"seen_{k}": v for k, v in samples.items()}).restore(checkpoint).expect_partial()
     samples = {k: float(v.numpy()) for k, v in samples.items()}
     name = os.path.basename(checkpoint)
     metrics, drawn = evaluate_and_record(model, eval_source, model_dir, step, samples, eval_batch_size=eval_batch_size,

@@ -51,6 +51,17 @@ def samples_seen(batch) -> dict:
     return data_samples_seen(batch)
 
 
+def _checkpointable_options() -> tf.data.Options:
+    """Lets the iterator state be saved although decoding runs in tf.numpy_function.
+
+    tf.data refuses to checkpoint pipelines with stateful ops unless told how to treat their (external)
+    state. The decoders are pure functions of their inputs, so there is no state to lose: IGNORE.
+    """
+    options = tf.data.Options()
+    options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
+    return options
+
+
 def format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -173,9 +184,10 @@ class Trainer:
         decayed_ids = {id(v) for v in decayed}
         self._decay_mask = [id(v) in decayed_ids for v in variables]
         self._checkpointer = checkpointing.ModelCheckpointer(
-            self.model_dir, {"model": self.model, "optimizer": self.optimizer,
+            self.model_dir, {"model_variables": checkpointing.model_trackable(self.model), "optimizer": self.optimizer,
                              **{f"seen_{k}": v for k, v in self.samples.items()}},
             max_to_keep=self._keep, chief=self.chief, worker_id=self.worker_id)
+        self._checkpointer.check_tracked(self.model.weights)
         self._built = True
 
     def _make_iterators(self, skip_steps: int = 0):
@@ -184,7 +196,7 @@ class Trainer:
         for rid in self._local_replica_ids():
             context = tf.distribute.InputContext(num_input_pipelines=num_replicas, input_pipeline_id=rid,
                                                  num_replicas_in_sync=num_replicas)
-            dataset = self._dataset_fn(context)
+            dataset = self._dataset_fn(context).with_options(_checkpointable_options())
             if skip_steps:
                 dataset = dataset.skip(skip_steps)
             iterators[f"replica_{rid}"] = iter(dataset)

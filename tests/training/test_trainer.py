@@ -110,3 +110,61 @@ def test_mixed_precision_and_xla_switches(tmp_path, policy, jit):
             assert isinstance(t.optimizer, keras.optimizers.LossScaleOptimizer)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_untracked_model_variables_are_refused(tmp_path):
+    import keras
+
+    from rethink_tf.training import checkpointing
+
+    model = toys.ToyDetector("gn")
+    model(toys.fixed_batch(2), training=True)
+    hidden = keras.Variable(np.zeros(3, np.float32), name="hidden")
+    checkpointer = checkpointing.ModelCheckpointer(str(tmp_path), {"model": model})
+    checkpointer.check_tracked(model.weights)
+    with pytest.raises(ValueError, match="not tracked"):
+        checkpointer.check_tracked(model.weights + [hidden])
+
+
+class _ListModel(toys.ToyDetector):
+    """The toy with extra layers held in a list and an int-keyed dict (as the real backbone/FPN do)."""
+
+    def __init__(self):
+        super().__init__("syncbn")
+        import keras
+        self.extra = [keras.layers.Dense(8, name="extra0"), keras.layers.Dense(8, name="extra1")]
+        self.by_level = {2: keras.layers.Dense(8, name="level2")}
+
+    def features(self, images, training):
+        f = super().features(images, training)
+        for layer in self.extra + [self.by_level[2]]:
+            f = layer(f)
+        return f
+
+
+def test_checkpoint_restores_layers_held_in_lists_and_dicts(tmp_path):
+    import keras
+
+    from rethink_tf.training import checkpointing
+
+    keras.utils.set_random_seed(1)
+    trained = _ListModel()
+    trained(toys.fixed_batch(2), training=True)
+    path = checkpointing.ModelCheckpointer(str(tmp_path), {
+        "model_variables": checkpointing.model_trackable(trained)}).save(7)
+    keras.utils.set_random_seed(2)
+    fresh = _ListModel()
+    fresh(toys.fixed_batch(2), training=False)
+    assert not np.allclose(fresh.extra[0].kernel, trained.extra[0].kernel)
+    checkpointing.restore_model_weights(fresh, path)
+    assert len(fresh.weights) == 20
+    for a, b in zip(fresh.weights, trained.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+    with pytest.raises(ValueError, match="lacks"):
+        checkpointing.restore_model_weights(_built_gn_toy(), path)
+
+
+def _built_gn_toy():
+    m = toys.ToyDetector("gn", width=16)
+    m(toys.fixed_batch(2), training=False)
+    return m

@@ -21,18 +21,18 @@ class ToyDetector(keras.Model):
     def __init__(self, norm: str = "gn", width: int = 8, **kwargs):
         super().__init__(**kwargs)
         self.norm_kind = norm
-        self.conv1 = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)
-        self.conv2 = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False)
+        self.conv1 = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="conv1")
+        self.conv2 = keras.layers.Conv2D(width, 3, strides=2, padding="same", use_bias=False, name="conv2")
         if norm == "gn":
-            self.norm1 = keras.layers.GroupNormalization(groups=4, epsilon=1e-5)
-            self.norm2 = keras.layers.GroupNormalization(groups=4, epsilon=1e-5)
+            self.norm1 = keras.layers.GroupNormalization(groups=4, epsilon=1e-5, name="norm1")
+            self.norm2 = keras.layers.GroupNormalization(groups=4, epsilon=1e-5, name="norm2")
         elif norm == "syncbn":
-            self.norm1 = keras.layers.BatchNormalization(synchronized=True, momentum=0.9)
-            self.norm2 = keras.layers.BatchNormalization(synchronized=True, momentum=0.9)
+            self.norm1 = keras.layers.BatchNormalization(synchronized=True, momentum=0.9, name="norm1")
+            self.norm2 = keras.layers.BatchNormalization(synchronized=True, momentum=0.9, name="norm2")
         else:
             raise ValueError(norm)
-        self.box_head = keras.layers.Dense(4)
-        self.cls_head = keras.layers.Dense(NUM_CLASSES + 1)
+        self.box_head = keras.layers.Dense(4, name="box_head")
+        self.cls_head = keras.layers.Dense(NUM_CLASSES + 1, name="cls_head")
 
     def features(self, images, training):
         x = keras.ops.relu(self.norm1(self.conv1(images), training=training))
