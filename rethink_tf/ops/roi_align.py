@@ -4,10 +4,17 @@ Written here: keras-cv 0.9.0's `multilevel_crop_and_resize` fails on any map wit
 For a box (y1, x1, y2, x2) in canvas pixels on a level of stride s, the RoI is (y1/s, x1/s, y2/s, x2/s),
 its height/width are clamped to >= 1, each of the output_size^2 bins averages sampling_ratio^2 bilinear
 samples at the sub-bin centres, and a sample outside [-1, H] x [-1, W] contributes 0 (Caffe2 semantics).
-All levels are flattened into one [B, sum(H_l W_l), C] tensor so one gather serves every box whatever its
-level (static shapes, XLA friendly).
+Two implementations with the same values (tested against one numpy reference):
+- "crop_and_resize": per level, `tf.image.crop_and_resize` onto the sub-bin grid of an
+  edge-replicated map (the 1-pixel pad reproduces Caffe2's clamping in [-1, 0) and (H-1, H]), the
+  level picked per box, then a sampling_ratio average pool. 1.7-3.4x faster than "gather" for forward
+  plus backward on CPU (measured here), but CropAndResize has no XLA kernel.
+- "gather" (default): all levels flattened into one [B, sum(H_l W_l), C] tensor so one gather serves every box
+  whatever its level; compiles under XLA (use it with jit_compile=True).
 """
 import tensorflow as tf
+
+ROI_ALIGN_METHODS = ("crop_and_resize", "gather")
 
 
 def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4):
@@ -51,6 +58,7 @@ def multilevel_roi_align(
     max_level=5,
     canonical_size=224.0,
     canonical_level=4,
+    method="gather",
 ):
     """RoIAlign each box from its FPN level.
 
@@ -58,6 +66,7 @@ def multilevel_roi_align(
       features: {level: float [B, H_l, W_l, C]} with stride 2**level; must contain min_level..max_level.
       boxes: float [B, R, 4] yxyx canvas pixels.
       output_size: int, bins per side.
+      method: "gather" (XLA-compilable) or "crop_and_resize" (faster in graph mode).
     Returns:
       float [B, R, output_size, output_size, C].
     """
@@ -65,7 +74,15 @@ def multilevel_roi_align(
     missing = [level for level in levels if level not in features]
     if missing:
         raise ValueError(f"multilevel_roi_align: features lack levels {missing} (have {sorted(features)})")
+    if method not in ROI_ALIGN_METHODS:
+        raise ValueError(f"multilevel_roi_align: method {method!r} is not one of {ROI_ALIGN_METHODS}")
     boxes = tf.convert_to_tensor(boxes, tf.float32)
+    if len(levels) == 1:
+        box_level = tf.zeros(tf.shape(boxes)[:2], tf.int32)
+    else:
+        box_level = assign_levels(boxes, min_level, max_level, canonical_size, canonical_level) - min_level
+    if method == "crop_and_resize":
+        return _roi_align_crop_and_resize(features, boxes, box_level, levels, output_size, sampling_ratio)
     batch_size = tf.shape(boxes)[0]
     num_boxes = boxes.shape[1]
     channels = features[min_level].shape[-1]
@@ -81,10 +98,6 @@ def multilevel_roi_align(
         offset += height * width
     flat = tf.concat(flat, axis=1)
 
-    if len(levels) == 1:
-        box_level = tf.zeros(tf.shape(boxes)[:2], tf.int32)
-    else:
-        box_level = assign_levels(boxes, min_level, max_level, canonical_size, canonical_level) - min_level
     level_offset = tf.gather(tf.constant(offsets, tf.int32), box_level)
     level_height = tf.gather(tf.constant(heights, tf.int32), box_level)
     level_width = tf.gather(tf.constant(widths, tf.int32), box_level)
@@ -117,3 +130,31 @@ def multilevel_roi_align(
         value, [batch_size, num_boxes, output_size, sampling_ratio, output_size, sampling_ratio, channels]
     )
     return tf.reduce_mean(value, axis=[3, 5])
+
+
+def _roi_align_crop_and_resize(features, boxes, box_level, levels, output_size, sampling_ratio):
+    """The "crop_and_resize" method of multilevel_roi_align (same arguments, level index per box)."""
+    batch_size = tf.shape(boxes)[0]
+    num_boxes = boxes.shape[1]
+    samples = output_size * sampling_ratio
+    flat_boxes = tf.reshape(boxes, [-1, 4])
+    flat_level = tf.reshape(box_level, [-1])
+    box_index = tf.repeat(tf.range(batch_size), num_boxes)
+    pooled = None
+    for index, level in enumerate(levels):
+        feature = features[level]
+        height, width = feature.shape[1], feature.shape[2]
+        # Edge-replicating pad: map coordinates shift by +1, and the valid range [-1, H] of Caffe2
+        # becomes crop_and_resize's [0, H + 1]; outside it both give 0.
+        padded = tf.pad(feature, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+        scaled = flat_boxes / (2.0 ** level)
+        ys = _sample_coordinates(scaled[:, 0], scaled[:, 2], output_size, sampling_ratio)
+        xs = _sample_coordinates(scaled[:, 1], scaled[:, 3], output_size, sampling_ratio)
+        # crop_and_resize samples `samples` points evenly from the box's first to last corner.
+        grid_box = tf.stack([(ys[:, 0] + 1.0) / (height + 1.0), (xs[:, 0] + 1.0) / (width + 1.0),
+                             (ys[:, -1] + 1.0) / (height + 1.0), (xs[:, -1] + 1.0) / (width + 1.0)], axis=1)
+        crops = tf.image.crop_and_resize(padded, grid_box, box_index, [samples, samples])
+        on_level = tf.cast(flat_level == index, crops.dtype)[:, None, None, None]
+        pooled = crops * on_level if pooled is None else pooled + crops * on_level
+    pooled = tf.nn.avg_pool2d(pooled, sampling_ratio, sampling_ratio, "VALID")
+    return tf.reshape(pooled, [batch_size, num_boxes, output_size, output_size, pooled.shape[-1]])

@@ -23,16 +23,17 @@ def test_assign_levels_matches_reference():
     assert got[-2] == 4 and got[-1] == 3 and got[-3] == 2
 
 
+@pytest.mark.parametrize("method", roi_align.ROI_ALIGN_METHODS)
 @pytest.mark.parametrize("output_size,sampling_ratio", [(7, 2), (4, 1), (3, 3)])
-def test_multilevel_roi_align_matches_reference(output_size, sampling_ratio):
+def test_multilevel_roi_align_matches_reference(output_size, sampling_ratio, method):
     rng = np.random.default_rng(5)
     canvas = 256
     features = _features(rng, canvas, range(2, 6), 3)
     # Sizes spread over all levels (sqrt area from ~3 to ~250 px), some crossing the canvas edge.
     boxes = np.stack([ref.random_boxes(rng, 12, canvas + 40, 2, 250) - 20 for _ in range(2)])
     got = roi_align.multilevel_roi_align(
-        features, boxes, output_size, sampling_ratio, 2, 5, canonical_size=224 / 4, canonical_level=4
-    ).numpy()
+        features, boxes, output_size, sampling_ratio, 2, 5, canonical_size=224 / 4, canonical_level=4,
+        method=method).numpy()
     assert got.shape == (2, 12, output_size, output_size, 3)
     levels = roi_align.assign_levels(boxes, 2, 5, 224 / 4).numpy()
     assert len(set(levels.ravel())) >= 3, "test boxes should exercise several levels"
@@ -52,7 +53,7 @@ def test_single_level_roi_align_and_jit_gradients():
     def run(feature, boxes):
         with tf.GradientTape() as tape:
             tape.watch(feature)
-            out = roi_align.multilevel_roi_align({4: feature}, boxes, 7, 2, 4, 4)
+            out = roi_align.multilevel_roi_align({4: feature}, boxes, 7, 2, 4, 4, method="gather")
             loss = tf.reduce_sum(out)
         return out, tape.gradient(loss, feature)
 
