@@ -48,6 +48,9 @@ class ToyDetector(keras.Model):
             scale = batch["image_info"][:, 2:3, :]  # [B,1,2] scale_y, scale_x
             scale = keras.ops.concatenate([scale, scale], axis=-1)
             probs = keras.ops.softmax(logits)[:, 1:]
+            lo = keras.ops.minimum(boxes[:, :2], boxes[:, 2:])
+            hi = keras.ops.maximum(boxes[:, :2], boxes[:, 2:])
+            boxes = keras.ops.concatenate([lo, hi], axis=-1)  # valid yxyx (y0 <= y1, x0 <= x1)
             return {
                 "detection_boxes": boxes[:, None, :] / scale,
                 "detection_scores": keras.ops.max(probs, axis=-1)[:, None],
