@@ -206,9 +206,10 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
     if num_untrainable:
         skipped["images_without_training_instances"] = num_untrainable
     index.skipped = dict(skipped)
-    logging.info("Loaded %s: %d images, %d usable annotations, %d categories; skipped/modified: %s",
-                 annotation_file, len(images), sum(len(v) for v in annotations.values()),
-                 len(categories), index.skipped or "none")
+    log = logging.warning if index.skipped else logging.info
+    log("Loaded %s: %d images, %d usable annotations, %d categories; skipped/modified: %s",
+        annotation_file, len(images), sum(len(v) for v in annotations.values()), len(categories),
+        index.skipped or "none")
     return index
 
 
