@@ -7,7 +7,8 @@ Without --saved_model it builds the paper's detector (build_model defaults: R50-
 static — 1000 proposals, 100 detection slots, masks for all of them), exports it once per size S
 with eval short side S, max size S and a canvas of S rounded up to 32, reloads the SavedModel as a
 server would and times `serving_default` on one S x S uint8 image (batch 1), pasted masks included.
-With --saved_model it times that SavedModel on S x S images as exported.
+--gin_bindings change the built model (e.g. the 2fc box head of the frozen-BN baseline and of
+torchvision's Mask R-CNN). With --saved_model it times that SavedModel on S x S images as exported.
 
 Prints one line per size: median and mean seconds per image over --iterations timed calls (after
 one warm-up call, which pays for graph optimization).
@@ -27,11 +28,15 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
-def export_paper_model(size, export_dir):
+def export_paper_model(size, export_dir, gin_bindings=()):
+    import gin
     from rethink_tf.data import preprocess
+    from rethink_tf.training import config
     from rethink_tf.modeling.factory import build_model
     from rethink_tf.serving import model_dir, saved_model
 
+    gin.clear_config()
+    config.parse([], list(gin_bindings), finalize=False)
     model = build_model(num_classes=80)
     model.build_networks()
     categories = [{"id": i + 1, "name": f"class_{i + 1}"} for i in range(80)]
@@ -65,6 +70,8 @@ def main():
     parser.add_argument("--sizes", default="512,800", help="comma-separated image sides (pixels)")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--saved_model", default=None, help="time this SavedModel instead")
+    parser.add_argument("--gin_bindings", action="append", default=[],
+                        help="bindings for the built model, e.g. 'build_model.box_head = \"2fc\"'")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), load average "
@@ -75,8 +82,9 @@ def main():
         else:
             export_dir = os.path.join(tempfile.mkdtemp(prefix="serving_latency_"), f"r50_{size}")
             start = time.perf_counter()
-            params = export_paper_model(size, export_dir)
-            note = (f"R50-FPN GN Mask R-CNN, {params / 1e6:.1f} M parameters, canvas "
+            params = export_paper_model(size, export_dir, args.gin_bindings)
+            note = (f"R50-FPN GN Mask R-CNN {' '.join(args.gin_bindings)}, "
+                    f"{params / 1e6:.1f} M parameters, canvas "
                     f"{int(math.ceil(size / 32) * 32)}, export {time.perf_counter() - start:.0f} s")
         warmup, times = time_saved_model(export_dir, size, args.iterations)
         print(f"{size}x{size}: median {statistics.median(times):.3f} s/image, mean "

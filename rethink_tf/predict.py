@@ -14,6 +14,7 @@ otherwise the image's 1-based position on the command line.
 """
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 import numpy as np
@@ -57,6 +58,7 @@ class Predictor:
     def __init__(self, saved_model_dir):
         import tensorflow as tf
         self._tf = tf
+        self.errors = tf.errors
         if not tf.io.gfile.exists(os.path.join(saved_model_dir, "saved_model.pb")):
             raise FileNotFoundError(f"--saved_model={saved_model_dir}: no saved_model.pb there")
         self._loaded = tf.saved_model.load(saved_model_dir)
@@ -86,18 +88,24 @@ class Predictor:
         return image, detections
 
 
-def predict_files(saved_model_dir, image_paths, output_dir, min_score=0.5):
-    """Writes `<stem>.png`, `<stem>.json` per image and `detections.json`; returns all results."""
+def predict_files(saved_model, image_paths, output_dir, min_score=0.5):
+    """Writes `<stem>.png`, `<stem>.json` per image and `detections.json`; returns all results.
+
+    `saved_model` is a SavedModel directory or a loaded `Predictor`.
+    """
     from PIL import Image
     from rethink_tf.utils.visualize import draw_detections
 
-    predictor = Predictor(saved_model_dir)
+    predictor = saved_model if isinstance(saved_model, Predictor) else Predictor(saved_model)
     os.makedirs(output_dir, exist_ok=True)
     all_results, used_stems = [], set()
     for position, path in enumerate(image_paths, start=1):
         with open(path, "rb") as f:
             encoded = f.read()
-        image, detections = predictor(encoded)
+        try:
+            image, detections = predictor(encoded)
+        except predictor.errors.InvalidArgumentError as e:
+            raise ValueError(f"--image={path}: {e.message}") from e
         image_id = image_id_for(path, position)
         results = coco_results(image_id, detections)
         num = int(detections["num_detections"])
@@ -130,7 +138,11 @@ def main(argv):
     for path in FLAGS.image:
         if not os.path.isfile(path):
             raise app.UsageError(f"--image={path}: no such file")
-    predict_files(FLAGS.saved_model, FLAGS.image, FLAGS.output_dir, FLAGS.min_score)
+    try:
+        predict_files(FLAGS.saved_model, FLAGS.image, FLAGS.output_dir, FLAGS.min_score)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -251,7 +251,7 @@ class DetectionExportModule(tf.Module):
 
     def _paste(self, box_masks, boxes, image_shape, valid):
         """[B, D, M, M] probs + [B, D, 4] boxes -> uint8 [B, D, H, W] (H, W = batch max size)."""
-        max_hw = tf.reduce_max(image_shape, axis=0)
+        max_hw = tf.maximum(tf.reduce_max(image_shape, axis=0), 0)  # empty batch: 0, not INT_MIN
 
         def one(args):
             masks, image_boxes, hw, keep = args

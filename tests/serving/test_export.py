@@ -46,6 +46,13 @@ CHILD = textwrap.dedent("""
         result["bad_bytes"] = "no error"
     except tf.errors.InvalidArgumentError as e:
         result["bad_bytes"] = e.message
+    empty = tf.train.Example(features=tf.train.Features(feature={
+        "image/height": tf.train.Feature(int64_list=tf.train.Int64List(value=[3]))}))
+    try:
+        loaded.signatures["tf_example"](serialized_tf_example=tf.constant([empty.SerializeToString()]))
+        result["no_encoded"] = "no error"
+    except tf.errors.InvalidArgumentError as e:
+        result["no_encoded"] = e.message
     label_map = loaded.label_map()
     result["label_map"] = [label_map["category_ids"].numpy().tolist(),
                            [n.decode() for n in label_map["category_names"].numpy()]]
@@ -160,6 +167,7 @@ def test_boxes_are_in_original_pixels(child_result):
 def test_bytes_that_are_not_an_image_are_invalid_argument(child_result):
     result, _ = child_result
     assert "image_bytes[1] is not an encoded image" in result["bad_bytes"], result["bad_bytes"]
+    assert "image/encoded" in result["no_encoded"], result["no_encoded"]
 
 
 def test_export_without_pasted_masks_keeps_box_masks(tiny_model):

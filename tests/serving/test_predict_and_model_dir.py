@@ -17,7 +17,8 @@ def test_predict_writes_pictures_and_coco_json(exported, tmp_path):
     path, _ = exported
     images = coco_image_paths(2)
     out = tmp_path / "vis"
-    results = predict.predict_files(path, images, str(out), min_score=0.2)
+    predictor = predict.Predictor(path)
+    results = predict.predict_files(predictor, images, str(out), min_score=0.2)
     ids = {c["id"] for c in CATEGORIES}
     for image_path in images:
         stem = os.path.splitext(os.path.basename(image_path))[0]
@@ -36,6 +37,10 @@ def test_predict_writes_pictures_and_coco_json(exported, tmp_path):
             assert list(mask_util.decode(d["segmentation"]).shape) == [h, w]
     with open(out / "detections.json") as f:
         assert json.load(f) == results
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("hello")
+    with pytest.raises(ValueError, match="notes.jpg"):
+        predict.predict_files(predictor, [str(not_an_image)], str(out))
 
 
 def test_predict_image_ids():
