@@ -177,16 +177,14 @@ class TfdsSource(DataSource):
         # Images are decoded by us (accurate JPEG IDCT), so pixels equal CocoSource's and serving's.
         ds = self.builder.as_dataset(split=self.split, shuffle_files=training, read_config=read_config,
                                      decoders={"image": tfds.decode.SkipDecoding()})
-        if not training and input_context is not None and input_context.num_input_pipelines > 1:
-            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        wanted = None
-        if self.subset_size is not None:
+        if self.subset_size is not None:  # before sharding, so shard sizes follow from len(image_ids)
             keys = tf.constant(self.image_ids, tf.int64)
             wanted = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
                 keys, tf.ones_like(keys, tf.int32)), default_value=0)
+            ds = ds.filter(lambda ex: wanted.lookup(self._image_id(ex)) > 0)
+        if not training and input_context is not None and input_context.num_input_pipelines > 1:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         ds = ds.map(lambda ex: self._convert(ex, mask_crop_size), num_parallel_calls=tf.data.AUTOTUNE)
-        if wanted is not None:
-            ds = ds.filter(lambda ex: wanted.lookup(ex["image_id"]) > 0)
         if training:
             ds = ds.filter(lambda ex: tf.reduce_any(tf.logical_not(ex["is_crowd"])))
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()

@@ -95,6 +95,15 @@ def test_training_subset_and_validation_split(prepared):
         seen.update(batch["image_id"].numpy().tolist())
         assert batch["gt_masks"].shape == (2, 8, 112, 112)
     assert seen == set(source.image_ids)
+    # eval of a subset, sharded over 2 input pipelines: each shard padded to the same number of batches
+    shards = []
+    for pipeline_id in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
+                                         num_replicas_in_sync=2)
+        ds = build_dataset(source, training=False, global_batch_size=2, input_context=ctx, **TINY)
+        shards.append(np.concatenate([b["image_id"].numpy() for b in ds]).tolist())
+    assert len(shards[0]) == len(shards[1]) == 1
+    assert sorted(shards[0] + shards[1]) == sorted(source.image_ids)
     val = TfdsSource("rethink_coco_instances/2017", "validation", data_dir=str(base / "tfds"))
     ids = np.concatenate([b["image_id"].numpy() for b in build_dataset(val, training=False, global_batch_size=4,
                                                                         **TINY)])
