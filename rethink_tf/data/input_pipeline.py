@@ -17,6 +17,7 @@ import math
 
 import gin
 import tensorflow as tf
+from absl import logging
 
 from rethink_tf.data import augment
 from rethink_tf.data import coco as coco_lib
@@ -155,6 +156,12 @@ def build_dataset(source, *, training, global_batch_size, input_context=None,
         canvas_size = int(math.ceil(max_size / 32) * 32)
     _check_config(training, train_short_side, short_side_step, eval_short_side, max_size, canvas_size,
                   max_instances, mask_crop_size, flip_prob, global_batch_size)
+    counts = source.instances_per_image() if hasattr(source, "instances_per_image") else {}
+    crowded = sum(n > max_instances for n in counts.values())
+    if crowded:
+        logging.warning("%s: %d image(s) have more than build_dataset.max_instances=%d instances (up to %d); "
+                        "the extra ones are dropped, crowd regions first", source.name, crowded, max_instances,
+                        max(counts.values()))
     batch_size = global_batch_size
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(global_batch_size)

@@ -146,6 +146,10 @@ class CocoSource(DataSource):
         """The yielded ids that have a usable non-crowd annotation (training skips the others)."""
         return self._training_image_ids
 
+    def instances_per_image(self):
+        """{image_id: number of usable annotations, crowd included} over `image_ids`."""
+        return {i: len(self.index.annotations.get(i, [])) for i in self.image_ids}
+
     def coco_gt(self):
         """pycocotools COCO of the validated annotations of `image_ids` (original coordinates and ids)."""
         ids = set(self.image_ids)

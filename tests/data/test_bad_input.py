@@ -173,3 +173,16 @@ def test_no_trainable_images_is_a_clear_error(tmp_path):
     src = CocoSource(ann_file, image_dir)
     with pytest.raises(ValueError, match="no images to train on"):
         build_dataset(src, training=True, global_batch_size=1, **TINY)
+
+
+def test_more_instances_than_slots_is_logged_and_keeps_real_objects(tmp_path, caplog):
+    anns = [square_annotation(1, 1, 1, 1, 5, 5, iscrowd=1)] + \
+           [square_annotation(k, 1, 4 * k, 4, 4, 4) for k in range(2, 12)]
+    ann_file, image_dir = write_tiny_coco(tmp_path, _images(1), anns)
+    src = CocoSource(ann_file, image_dir)
+    with caplog.at_level("WARNING"):
+        ds = build_dataset(src, training=False, global_batch_size=1, **TINY)  # max_instances 8
+    assert "1 image(s) have more than build_dataset.max_instances=8 instances (up to 11)" in caplog.text
+    batch = next(iter(ds))
+    assert not batch["gt_is_crowd"][0].numpy().any()  # the crowd region went first
+    np.testing.assert_array_equal(batch["gt_classes"][0].numpy(), [1] * 8)
