@@ -50,7 +50,7 @@ def build_model(num_classes,
                 box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False,
                 mask=True, mask_num_convs=4, mask_conv_dim=256,
                 score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
-                loss_weights=None):
+                loss_weights=None, sampling_seed=None):
     """Builds a MaskRCNN (Faster R-CNN when mask=False).
 
     Args (groups):
@@ -71,6 +71,8 @@ def build_model(num_classes,
       mask: mask head on (Mask R-CNN) or off (Faster R-CNN); mask_num_convs / mask_conv_dim widths.
       score_threshold, nms_iou, detections_per_image: inference.
       loss_weights: {loss key: multiplier}.
+      sampling_seed: None (random anchor/RoI samples every step, the paper) or an int that makes
+        the samples deterministic functions of the candidates (tests, debugging).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"build_model.backbone = {backbone!r}; expected one of {BACKBONES}.")
@@ -110,7 +112,8 @@ def build_model(num_classes,
         num_classes, head=box_head, head_kwargs=head_kwargs, coder_weights=box_coder_weights,
         fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
         class_agnostic=class_agnostic_box, pooled_size=7, sampling_ratio=2,
-        min_level=roi_levels[0], max_level=roi_levels[1], name="box_stage")
+        min_level=roi_levels[0], max_level=roi_levels[1], sampling_seed=sampling_seed,
+        name="box_stage")
     mask_head = (MaskHead(num_classes, num_convs=mask_num_convs, conv_dim=mask_conv_dim,
                           norm=head_norm, name="mask_head") if mask else None)
     return MaskRCNN(
@@ -121,4 +124,5 @@ def build_model(num_classes,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
         pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test,
         rpn_nms_iou=rpn_nms_iou, mask_pooled_size=14, score_threshold=score_threshold,
-        nms_iou=nms_iou, detections_per_image=detections_per_image, loss_weights=loss_weights)
+        nms_iou=nms_iou, detections_per_image=detections_per_image, loss_weights=loss_weights,
+        sampling_seed=sampling_seed)

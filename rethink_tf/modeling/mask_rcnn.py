@@ -40,6 +40,8 @@ class MaskRCNN(keras.Model):
         (None: ceil(num_samples * fg_fraction), the sampler's maximum, so none is dropped).
       score_threshold, nms_iou, detections_per_image: inference post-processing.
       loss_weights: dict of multipliers per loss key (default 1).
+      sampling_seed: None: fresh random anchor samples each step; an int fixes the RPN anchor
+        sample as a function of the labels (tests, debugging).
     """
 
     def __init__(self, num_classes, backbone, fpn, rpn_head, box_stage, mask_head=None,
@@ -50,7 +52,7 @@ class MaskRCNN(keras.Model):
                  pre_nms_topk_test=1000, post_nms_topk_test=1000, rpn_nms_iou=0.7, rpn_min_size=0.0,
                  mask_pooled_size=14, max_fg_masks=None,
                  score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
-                 loss_weights=None, **kwargs):
+                 loss_weights=None, sampling_seed=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
         super().__init__(**kwargs)
         self.num_classes = num_classes
@@ -80,6 +82,7 @@ class MaskRCNN(keras.Model):
         self.score_threshold, self.nms_iou = score_threshold, nms_iou
         self.detections_per_image = detections_per_image
         self.loss_weights = dict(loss_weights or {})
+        self.sampling_seed = sampling_seed
         self._anchor_cache = {}
 
     # ------------------------------------------------------------------ pieces
@@ -201,7 +204,7 @@ class MaskRCNN(keras.Model):
         rpn_labels, rpn_box_targets = rpn_targets.rpn_targets(
             all_anchors, gt_boxes, gt_valid, image_info,
             num_samples=self.rpn_batch_size_per_image, positive_fraction=self.rpn_positive_fraction,
-            positive_iou=self.rpn_fg_iou, negative_iou=self.rpn_bg_iou)
+            positive_iou=self.rpn_fg_iou, negative_iou=self.rpn_bg_iou, seed=self.sampling_seed)
         out = {}
         out["rpn_objectness"], out["rpn_box"] = losses.rpn_losses(
             all_logits, all_deltas, rpn_labels, rpn_box_targets,

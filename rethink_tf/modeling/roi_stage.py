@@ -28,18 +28,21 @@ class RoIBoxStage(keras.layers.Layer):
       pooled_size: RoIAlign output side (7).
       sampling_ratio: RoIAlign samples per bin and axis (2).
       min_level, max_level: pyramid levels RoIs are assigned to (2, 5; 4, 4 for VGG).
+      sampling_seed: None draws a fresh random sample each step (the paper); an int makes the
+        sample a fixed function of the candidates (tests, debugging).
     """
 
     def __init__(self, num_classes, head="4conv1fc", head_kwargs=None, coder_weights=(10.0, 10.0, 5.0, 5.0),
                  fg_iou=0.5, num_samples=512, fg_fraction=0.25, class_agnostic=False, pooled_size=7,
-                 sampling_ratio=2, min_level=2, max_level=5, **kwargs):
+                 sampling_ratio=2, min_level=2, max_level=5, sampling_seed=None, **kwargs):
         kwargs.setdefault("name", "box_stage")
         super().__init__(**kwargs)
         self._config = dict(num_classes=num_classes, head=head, head_kwargs=dict(head_kwargs or {}),
                             coder_weights=tuple(coder_weights), fg_iou=fg_iou, num_samples=num_samples,
                             fg_fraction=fg_fraction, class_agnostic=class_agnostic,
                             pooled_size=pooled_size, sampling_ratio=sampling_ratio,
-                            min_level=min_level, max_level=max_level)
+                            min_level=min_level, max_level=max_level, sampling_seed=sampling_seed)
+        self.sampling_seed = sampling_seed
         self.num_classes = num_classes
         self.coder_weights = tuple(float(w) for w in coder_weights)
         self.fg_iou, self.num_samples, self.fg_fraction = fg_iou, num_samples, fg_fraction
@@ -58,7 +61,8 @@ class RoIBoxStage(keras.layers.Layer):
         return roi_sampling.sample_rois(
             ops.stop_gradient(proposals), gt_boxes, gt_classes, gt_valid,
             num_samples=self.num_samples, fg_fraction=self.fg_fraction, fg_iou=self.fg_iou,
-            bg_iou_high=self.fg_iou, box_weights=self.coder_weights, proposal_valid=proposal_valid)
+            bg_iou_high=self.fg_iou, box_weights=self.coder_weights, proposal_valid=proposal_valid,
+            seed=self.sampling_seed)
 
     def call(self, features, rois, training=None):
         """features {level: [B, H_l, W_l, C]}, rois [B, R, 4] canvas pixels ->
