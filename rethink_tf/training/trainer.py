@@ -7,7 +7,10 @@ decay added to the gradients of non-normalization variables.
 
 Data: every local replica owns a plain tf.data iterator (input pipeline `input_pipeline_id` = its
 global replica id), fed through `experimental_distribute_values_from_function`. Plain iterators can be
-checkpointed, so a restarted run resumes at the same data position.
+checkpointed (distributed ones cannot), so a restarted run resumes at the same data position; when the
+iterator state cannot be saved, the resumed run skips the batches already seen.
+
+A NaN/Inf loss raises NonFiniteLossError before anything is saved, so the last checkpoint stays good.
 """
 
 from __future__ import annotations
@@ -75,8 +78,9 @@ def format_progress(step, total_steps, losses, lr, images_per_sec, eta_seconds) 
     """One line a person reads at a glance: step, loss terms, LR, images/s, ETA."""
     total = sum(losses.values())
     terms = " ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()))
+    speed = f"{images_per_sec:.1f}" if math.isfinite(images_per_sec) else "?"
     return (f"step {step}/{total_steps} ({100.0 * step / total_steps:.1f}%) | loss {total:.4f} [{terms}] | "
-            f"lr {lr:.5g} | {images_per_sec:.1f} img/s | ETA {format_duration(eta_seconds)}")
+            f"lr {lr:.5g} | {speed} img/s | ETA {format_duration(eta_seconds)}")
 
 
 @gin.configurable(denylist=["model_dir", "strategy", "model_fn", "dataset_fn", "schedule", "global_batch_size",
@@ -314,7 +318,7 @@ class Trainer:
         if self._train_step is None:
             self._train_step = self._build_train_step()
         total_steps = self.schedule.total_steps
-        step = self.step
+        step = start_step = self.step
         end = total_steps if max_steps is None else min(total_steps, step + max_steps)
         if self.chief:
             train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
@@ -369,6 +373,7 @@ class Trainer:
                 paused = True
             if paused:  # keep checkpointing and evaluation out of the images/s window
                 window_start, window_step = time.time(), step
-        if step == total_steps and self.eval_every is not None and self.eval_every >= 0:
+        ran_steps = step > start_step
+        if ran_steps and step == total_steps and self.eval_every is not None and self.eval_every >= 0:
             self._run_eval(step, eval_writer)
         return losses
