@@ -20,6 +20,8 @@ setup(
         "keras>=3.10,<4",
         "keras-cv==0.9.0",
         "tensorflow-datasets>=4.9,<5",
+        # tensorflow-datasets 4.9.10 imports it to prepare any builder but does not declare it.
+        "importlib_resources>=6",
         "pycocotools>=2.0.7,<3",
         "absl-py>=2.1,<3",
         "gin-config>=0.5,<0.6",
