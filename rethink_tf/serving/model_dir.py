@@ -2,7 +2,7 @@
 
 A training run's DIR holds `config.gin` (the parsed gin configuration), `label_map.json`
 (contiguous label l <-> categories[l - 1] = {"id", "name"}) and checkpoints `ckpt-<step>` written by
-`rethink_tf.training.checkpointing.ModelCheckpointer` (`tf.train.Checkpoint(model=..., ...)`).
+`rethink_tf.training.checkpointing.ModelCheckpointer` (model variables stored by Keras path).
 From these we rebuild exactly the evaluated model: `build_model(num_classes=K)` under the run's
 gin bindings, the eval preprocessing (`build_dataset` parameters in the `eval/` scope, falling back
 to unscoped bindings and then to `build_dataset`'s defaults) and the label map.
@@ -94,34 +94,29 @@ def resolve_checkpoint(model_dir, checkpoint=None):
 
 def checkpoint_has_masks(checkpoint):
     """True when the checkpointed model has a mask head (its variables are in the checkpoint)."""
-    return any(name.startswith("model/mask_head/") for name, _ in tf.train.list_variables(checkpoint))
+    from rethink_tf.training.checkpointing import _checkpoint_key
+    prefix = _checkpoint_key("mask_head/").split("mask_head")[0] + "mask_head"
+    return any(name.startswith(prefix) for name, _ in tf.train.list_variables(checkpoint))
 
 
 class IncompleteCheckpointError(ValueError):
-    """Some model variables cannot be restored from (or were never saved in) the checkpoint."""
+    """The checkpoint lacks some of the model's variables (or holds other shapes)."""
 
 
 def restore_model(model, checkpoint):
-    """Restores `model` (built) from a trainer checkpoint; every model variable must be restored.
+    """Restores a built `model` from a trainer checkpoint; every model variable must be restored.
+
+    Uses the trainer's own `restore_model_weights` (variables stored by Keras path).
 
     Raises:
-        IncompleteCheckpointError if some model variables are not reachable from the checkpoint's
-        `model` object (so they could not have been saved) or do not match the checkpoint.
+        IncompleteCheckpointError naming the variables the checkpoint does not hold.
     """
-    reachable = {id(v) for v in tf.train.TrackableView(model).descendants()}
-    missing = [v.path for v in model.variables if id(v) not in reachable]
-    if missing:
-        raise IncompleteCheckpointError(
-            f"{len(missing)} of the model's {len(model.variables)} variables are not tracked by "
-            f"tf.train.Checkpoint(model=...), so {checkpoint} cannot hold them (e.g. "
-            f"{', '.join(missing[:3])}); layers kept in Python lists/dicts are invisible to TF "
-            "checkpoints under Keras 3")
-    status = tf.train.Checkpoint(model=model).restore(checkpoint)
+    from rethink_tf.training.checkpointing import restore_model_weights
     try:
-        status.assert_existing_objects_matched()
-    except AssertionError as e:
-        raise IncompleteCheckpointError(f"{checkpoint} does not match the model built from config.gin: {e}") from e
-    status.expect_partial()  # the optimizer and counters are not needed
+        restore_model_weights(model, checkpoint)
+    except (ValueError, AssertionError) as e:
+        raise IncompleteCheckpointError(
+            f"{checkpoint} does not match the model built from config.gin: {e}") from e
     return model
 
 

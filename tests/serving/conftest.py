@@ -12,14 +12,14 @@ import gin  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from serving_fixtures import CATEGORIES, TINY_BINDINGS  # noqa: E402
+from rethink_tf.training import config  # noqa: E402
+from serving_fixtures import CATEGORIES, TINY_BINDINGS, write_run  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
     """(model, categories, InferenceConfig) built from TINY_BINDINGS through config parsing."""
     from rethink_tf.serving import model_dir
-    from rethink_tf.training import config
     gin.clear_config()
     config.parse([], TINY_BINDINGS, finalize=False)
     from rethink_tf.modeling.factory import build_model
@@ -41,10 +41,17 @@ def tiny_model():
 
 @pytest.fixture(scope="session")
 def exported(tiny_model, tmp_path_factory):
-    """Path of the SavedModel of the tiny model (and the export module used to write it)."""
-    from rethink_tf.serving import saved_model
-    model, categories, inference = tiny_model
-    module = saved_model.build_export_module(model, categories, inference)
+    """SavedModel path, written the way users do: a run directory (config.gin, label_map.json, a
+    trainer checkpoint of the tiny model) exported by `rethink_tf.export.export`, which rebuilds
+    the model from config.gin and restores the checkpoint."""
+    from rethink_tf import export
+    model, _, _ = tiny_model
+    run = str(tmp_path_factory.mktemp("run"))
+    write_run(run, model)
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
-    saved_model.save(module, path, metadata={"checkpoint": None})
-    return path, module
+    try:
+        export.export(run, path)
+    finally:  # export re-parses config.gin; leave gin as the other fixtures expect it
+        gin.clear_config()
+        config.parse([], TINY_BINDINGS, finalize=False)
+    return path

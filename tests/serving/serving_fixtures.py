@@ -1,4 +1,6 @@
 """Constants shared by the serving tests (imported as a plain module, like tests/training's toys)."""
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,18 @@ def coco_image_paths(count):
     if len(paths) < count:
         pytest.skip(f"COCO images not found under {COCO128}")
     return [str(p) for p in paths]
+
+
+def write_run(model_dir, checkpoint_model=None):
+    """A training directory as rethink_tf.train leaves it; returns the checkpoint path."""
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, "config.gin"), "w") as f:
+        f.write("\n".join(TINY_BINDINGS) + "\n")
+    with open(os.path.join(model_dir, "label_map.json"), "w") as f:
+        json.dump({"source": "test", "categories": CATEGORIES,
+                   "label_to_category_id": [c["id"] for c in CATEGORIES]}, f)
+    if checkpoint_model is not None:
+        from rethink_tf.training.checkpointing import ModelCheckpointer, model_trackable
+        return ModelCheckpointer(
+            model_dir, {"model_variables": model_trackable(checkpoint_model)}).save(7)
+    return None

@@ -103,7 +103,7 @@ def assert_matches(served, reference, index, hw):
 @pytest.fixture(scope="module")
 def child_result(exported, tmp_path_factory):
     """Runs CHILD on two PNGs of equal size (crops) and the two original JPEGs."""
-    path, _ = exported
+    path = exported
     jpeg_a, jpeg_b = coco_image_paths(2)
     work = tmp_path_factory.mktemp("child")
     image_a = preprocess.decode_image_bytes(tf.io.read_file(jpeg_a)).numpy()

@@ -9,12 +9,12 @@ import tensorflow as tf
 from PIL import Image
 from pycocotools import mask as mask_util
 
-from serving_fixtures import CATEGORIES, TINY_BINDINGS, coco_image_paths
+from serving_fixtures import CATEGORIES, coco_image_paths, write_run
 
 
 def test_predict_writes_pictures_and_coco_json(exported, tmp_path):
     from rethink_tf import predict
-    path, _ = exported
+    path = exported
     images = coco_image_paths(2)
     out = tmp_path / "vis"
     predictor = predict.Predictor(path)
@@ -49,18 +49,6 @@ def test_predict_image_ids():
     assert image_id_for("/a/cat.png", 5) == 5
 
 
-def _write_run(model_dir, checkpoint_model=None):
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "config.gin"), "w") as f:
-        f.write("\n".join(TINY_BINDINGS) + "\n")
-    with open(os.path.join(model_dir, "label_map.json"), "w") as f:
-        json.dump({"source": "test", "categories": CATEGORIES,
-                   "label_to_category_id": [c["id"] for c in CATEGORIES]}, f)
-    if checkpoint_model is not None:
-        from rethink_tf.training.checkpointing import ModelCheckpointer
-        return ModelCheckpointer(model_dir, {"model": checkpoint_model}).save(7)
-
-
 def test_missing_pieces_of_a_run_are_named(tmp_path):
     from rethink_tf import export
     from rethink_tf.serving import model_dir as model_dir_lib
@@ -84,7 +72,7 @@ def test_unknown_gin_binding_in_config_is_an_error(tmp_path):
     from rethink_tf.serving import model_dir as model_dir_lib
     from rethink_tf.training.config import ConfigError
     run = str(tmp_path / "run")
-    _write_run(run)
+    write_run(run)
     with open(os.path.join(run, "config.gin"), "a") as f:
         f.write("build_model.not_a_parameter = 3\n")
     try:
@@ -113,15 +101,11 @@ def test_inference_config_follows_eval_scope_then_defaults():
         gin.clear_config()
 
 
-@pytest.mark.xfail(
-    raises=__import__("rethink_tf.serving.model_dir", fromlist=["x"]).IncompleteCheckpointError,
-    reason="Keras 3 layers kept in Python lists/dicts (ResNet stages, FPN levels) are not "
-           "dependencies of tf.train.Checkpoint, so the trainer's checkpoints miss most variables")
 def test_model_restored_from_trainer_checkpoint_equals_trained_model(tiny_model, tmp_path):
     from rethink_tf.serving import model_dir as model_dir_lib
     model, _, _ = tiny_model
     run = str(tmp_path / "run")
-    checkpoint = _write_run(run, model)
+    checkpoint = write_run(run, model)
     try:
         restored, categories, inference, path = model_dir_lib.load_model(run)
     finally:
@@ -131,3 +115,15 @@ def test_model_restored_from_trainer_checkpoint_equals_trained_model(tiny_model,
     assert len(restored.variables) == len(original)
     for v in restored.variables:
         np.testing.assert_array_equal(v.numpy(), original[v.path], err_msg=v.path)
+
+
+def test_checkpoint_of_another_configuration_is_refused(tiny_model, tmp_path):
+    from rethink_tf.serving import model_dir as model_dir_lib
+    model, _, _ = tiny_model
+    run = str(tmp_path / "run")
+    write_run(run, model)
+    try:  # a wider FPN than the checkpointed one
+        with pytest.raises(model_dir_lib.IncompleteCheckpointError, match="fpn"):
+            model_dir_lib.load_model(run, extra_bindings=["build_model.fpn_channels = 64"])
+    finally:
+        gin.clear_config()
