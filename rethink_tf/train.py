@@ -33,7 +33,11 @@ def main(argv):
     strategy = distribute.get_strategy()
     if distribute.is_chief(strategy):
         experiment.write_config(FLAGS.model_dir)
-    experiment.experiment(FLAGS.model_dir, strategy)
+    try:
+        experiment.experiment(FLAGS.model_dir, strategy)
+    except FileNotFoundError as e:  # missing data or weight files: raised at start-up
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

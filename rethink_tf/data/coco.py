@@ -94,6 +94,17 @@ def _fail(annotation_file, message):
     raise ValueError(f"{annotation_file}: {message}")
 
 
+_HOW_TO_PROVIDE = (
+    "Provide COCO-format data there, e.g. COCO 2017 from cocodataset.org unpacked as "
+    "DIR/annotations/instances_{train,val}2017.json, DIR/train2017/, DIR/val2017/, and point the run at it "
+    "with --gin_bindings='COCO_DIR = \"DIR\"' (gin_configs/base/data_coco2017.gin), or bind "
+    "CocoSource.root / annotation_file / image_dir.")
+
+
+class DataNotFoundError(FileNotFoundError, ValueError):
+    """A dataset file or folder is missing; the message says where it was looked for and how to provide it."""
+
+
 def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
     """Loads and validates a COCO instances (or person_keypoints) json; see the module docstring.
 
@@ -108,9 +119,10 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
     annotation_file = os.fspath(annotation_file)
     image_dir = os.fspath(image_dir)
     if not os.path.isfile(annotation_file):
-        raise ValueError(f"COCO annotation file not found: {annotation_file}")
+        raise DataNotFoundError(f"COCO annotation file not found: {annotation_file}. {_HOW_TO_PROVIDE}")
     if not os.path.isdir(image_dir):
-        raise ValueError(f"COCO image directory not found: {image_dir} (for {annotation_file})")
+        raise DataNotFoundError(f"COCO image directory not found: {image_dir} (for {annotation_file}). "
+                                f"{_HOW_TO_PROVIDE}")
     try:
         with open(annotation_file) as f:
             raw = json.load(f)

@@ -13,6 +13,7 @@ Gin names used by an experiment file (sources are gin references, scoped so trai
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -78,13 +79,28 @@ def pixel_std():
     return PIXEL_STD
 
 
-def model_builder(source):
-    """() -> the gin-configured model for `source` (mask head off when the source has no masks)."""
+def model_builder(source, backbone_weights: str | None = None, report_dir: str | None = None):
+    """() -> the gin-configured model for `source` (mask head off when the source has no masks).
+
+    With `backbone_weights` (a rethink_tf backbone weight file, the "w/ pre-train" arm) the backbone is
+    initialized from it and the matched / unmatched report is written to report_dir/backbone_weights.json.
+    A later checkpoint restore (resume) overrides these initial values as it should.
+    """
     from rethink_tf.modeling.factory import build_model
 
     def build():
         kwargs = {} if source.has_masks else {"mask": False}
-        return build_model(num_classes=len(source.categories), **kwargs)
+        model = build_model(num_classes=len(source.categories), **kwargs)
+        if backbone_weights:
+            from rethink_tf.modeling import weights
+
+            model.build_networks()
+            report = weights.load_backbone_weights(model.backbone, backbone_weights)
+            if report_dir:
+                tf.io.gfile.makedirs(report_dir)
+                with tf.io.gfile.GFile(os.path.join(report_dir, "backbone_weights.json"), "w") as f:
+                    json.dump({"file": backbone_weights, **dataclasses.asdict(report)}, f, indent=1)
+        return model
 
     return build
 
@@ -139,7 +155,7 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
 @gin.configurable(denylist=["model_dir", "strategy"])
 def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=None, global_batch_size: int = 16,
                eval_batch_size: int = 8, eval_max_batches: int | None = None, images_to_draw: int = 3,
-               max_steps: int | None = None):
+               max_steps: int | None = None, backbone_weights: str | None = None):
     """Trains (resuming from DIR if it holds checkpoints) with periodic COCO evaluation.
 
     Args:
@@ -152,6 +168,7 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
       eval_max_batches: evaluate on only this many batches (quick configs); None = the whole split.
       images_to_draw: validation images with predicted boxes and masks sent to TensorBoard.
       max_steps: stop after this many steps of this process (smoke runs); None = the whole schedule.
+      backbone_weights: backbone weight file to start from (the "w/ pre-train" arm); None = random init.
     Returns:
       the last step's loss terms.
     """
@@ -159,6 +176,8 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
         raise ValueError("experiment.train_source is not bound (e.g. experiment.train_source = @train/CocoSource())")
     from rethink_tf.data.input_pipeline import build_dataset
 
+    if backbone_weights and not tf.io.gfile.exists(backbone_weights):
+        raise FileNotFoundError(f"experiment.backbone_weights: no file {backbone_weights}")
     spec = schedule_lib.paper_schedule(global_batch_size=global_batch_size)
     logging.info("Schedule: %s", spec)
     from rethink_tf.training import distribute
@@ -190,7 +209,7 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
             images = {"eval/predictions": drawn} if drawn is not None and len(drawn) else {}
             return coco_evaluator.flatten_metrics(metrics), images
 
-    trainer = trainer_lib.Trainer(model_dir, strategy, model_builder(train_source), dataset_fn, spec,
+    trainer = trainer_lib.Trainer(model_dir, strategy, model_builder(train_source, backbone_weights, model_dir), dataset_fn, spec,
                                   global_batch_size, eval_fn=eval_fn,
                                   after_first_step=lambda: write_config(model_dir, operative=True))
     return trainer.train(max_steps=max_steps)
