@@ -33,6 +33,9 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
     from rethink_tf.serving import model_dir as model_dir_lib
     from rethink_tf.serving import saved_model
 
+    if os.path.exists(os.path.join(export_dir, "saved_model.pb")) and not overwrite:
+        # Checked before the (slow) rebuild; saved_model.save checks again.
+        raise FileExistsError(f"{export_dir} already holds a SavedModel (pass --overwrite to replace it)")
     model, categories, inference, checkpoint = model_dir_lib.load_model(
         model_dir, checkpoint, gin_bindings)
     logging.info("Restored %s (%d classes); eval resize short side %d, max %d, canvas %d",

@@ -56,6 +56,11 @@ def test_missing_pieces_of_a_run_are_named(tmp_path):
     os.makedirs(run)
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         export.export(run, str(tmp_path / "out"))
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        export.export(run, str(existing))
     with pytest.raises(FileNotFoundError, match="ckpt-3"):
         model_dir_lib.resolve_checkpoint(run, os.path.join(run, "ckpt-3"))
     with pytest.raises(FileNotFoundError, match="label_map.json"):
