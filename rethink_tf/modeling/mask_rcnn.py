@@ -133,7 +133,7 @@ class MaskRCNN(keras.Model):
     def mask_logits(self, feats, boxes, training=None):
         """Mask logits float32 [B, R, 2S, 2S, K] for boxes [B, R, 4] canvas pixels."""
         pooled = multilevel_roi_align(
-            feats, ops.stop_gradient(boxes), self.mask_pooled_size,
+            {l: ops.cast(f, "float32") for l, f in feats.items()}, ops.stop_gradient(boxes), self.mask_pooled_size,
             sampling_ratio=self.box_stage.sampling_ratio,
             min_level=self.box_stage.min_level, max_level=self.box_stage.max_level)
         return self.mask_head(ops.cast(pooled, self.compute_dtype), training=training)

@@ -67,6 +67,8 @@ class RoIBoxStage(keras.layers.Layer):
     def call(self, features, rois, training=None):
         """features {level: [B, H_l, W_l, C]}, rois [B, R, 4] canvas pixels ->
         (logits float32 [B, R, K + 1], deltas float32 [B, R, K or 1, 4])."""
+        # RoIAlign runs in float32 (bilinear weights are float32) whatever the compute dtype.
+        features = {l: ops.cast(f, "float32") for l, f in features.items()}
         pooled = roi_align.multilevel_roi_align(
             features, ops.stop_gradient(rois), self.pooled_size, sampling_ratio=self.sampling_ratio,
             min_level=self.min_level, max_level=self.max_level)
