@@ -54,6 +54,9 @@ class MaskRCNN(keras.Model):
                  score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
                  loss_weights=None, sampling_seed=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
+        # No autocast of the batch under mixed precision: boxes and image_info must stay float32
+        # (bfloat16 keeps 3 significant digits). The networks cast their own inputs.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.backbone, self.fpn, self.rpn_head = backbone, fpn, rpn_head

@@ -36,6 +36,7 @@ class RoIBoxStage(keras.layers.Layer):
                  fg_iou=0.5, num_samples=512, fg_fraction=0.25, class_agnostic=False, pooled_size=7,
                  sampling_ratio=2, min_level=2, max_level=5, sampling_seed=None, **kwargs):
         kwargs.setdefault("name", "box_stage")
+        kwargs.setdefault("autocast", False)  # RoIs stay float32 under mixed precision
         super().__init__(**kwargs)
         self._config = dict(num_classes=num_classes, head=head, head_kwargs=dict(head_kwargs or {}),
                             coder_weights=tuple(coder_weights), fg_iou=fg_iou, num_samples=num_samples,
