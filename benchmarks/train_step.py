@@ -67,8 +67,6 @@ def main(_):
     model = build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head)
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
     model.build_networks(image_size=64)
-    if f.xla:
-        model.roi_align_method = "gather"  # CropAndResize has no XLA kernel
     optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
     optimizer.build(model.trainable_variables)
 

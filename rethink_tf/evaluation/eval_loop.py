@@ -27,8 +27,6 @@ def make_predict_fn(model, jit_compile: bool = False):
     def predict(images, image_info):
         return model({"images": images, "image_info": image_info}, training=False)
 
-    if jit_compile and hasattr(model, "roi_align_method"):
-        model.roi_align_method = "gather"  # CropAndResize has no XLA kernel
     fn = tf.function(predict, jit_compile=jit_compile)
     _PREDICT_FNS[key] = (model, fn)
     return fn

@@ -89,16 +89,6 @@ class MaskRCNN(keras.Model):
         self._anchor_cache = {}
 
     # ------------------------------------------------------------------ pieces
-    @property
-    def roi_align_method(self):
-        """RoIAlign implementation of every RoI head: "crop_and_resize" (fastest in graph mode, the
-        default) or "gather" (compiles under XLA; the trainer switches to it with jit_compile)."""
-        return self.box_stage.roi_align_method
-
-    @roi_align_method.setter
-    def roi_align_method(self, method):
-        self.box_stage.roi_align_method = method
-
     def anchors(self, image_size):
         """{level: float32 [H_l * W_l * A, 4]} for a static canvas (H, W), cached."""
         key = tuple(int(s) for s in image_size)
@@ -148,8 +138,7 @@ class MaskRCNN(keras.Model):
         pooled = multilevel_roi_align(
             {l: ops.cast(f, "float32") for l, f in feats.items()}, ops.stop_gradient(boxes), self.mask_pooled_size,
             sampling_ratio=self.box_stage.sampling_ratio,
-            min_level=self.box_stage.min_level, max_level=self.box_stage.max_level,
-            method=self.box_stage.roi_align_method)
+            min_level=self.box_stage.min_level, max_level=self.box_stage.max_level)
         return self.mask_head(ops.cast(pooled, self.compute_dtype), training=training)
 
     def _weighted(self, losses):

@@ -49,8 +49,6 @@ class RoIBoxStage(keras.layers.Layer):
         self.fg_iou, self.num_samples, self.fg_fraction = fg_iou, num_samples, fg_fraction
         self.pooled_size, self.sampling_ratio = pooled_size, sampling_ratio
         self.min_level, self.max_level = min_level, max_level
-        # RoIAlign implementation (rethink_tf.ops.roi_align): set by the model, "gather" under XLA.
-        self.roi_align_method = "crop_and_resize"
         self.head = build_head("box", head, name="box_head", **(head_kwargs or {}))
         self.predictor = BoxPredictor(num_classes, class_agnostic=class_agnostic, name="box_predictor")
 
@@ -74,7 +72,7 @@ class RoIBoxStage(keras.layers.Layer):
         features = {l: ops.cast(f, "float32") for l, f in features.items()}
         pooled = roi_align.multilevel_roi_align(
             features, ops.stop_gradient(rois), self.pooled_size, sampling_ratio=self.sampling_ratio,
-            min_level=self.min_level, max_level=self.max_level, method=self.roi_align_method)
+            min_level=self.min_level, max_level=self.max_level)
         pooled = ops.cast(pooled, self.compute_dtype)
         logits, deltas = self.predictor(self.head(pooled, training=training))
         return ops.cast(logits, "float32"), ops.cast(deltas, "float32")

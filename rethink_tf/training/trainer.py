@@ -148,8 +148,6 @@ class Trainer:
         keras.mixed_precision.set_global_policy(mixed_precision or "float32")
         with strategy.scope():
             self.model = model_fn()
-            if jit_compile and hasattr(self.model, "roi_align_method"):
-                self.model.roi_align_method = "gather"  # CropAndResize has no XLA kernel
             self.lr_schedule = schedule_lib.WarmupStepDecay.from_spec(schedule)
             opt = optimizer_lib.build_optimizer(self.lr_schedule)
             if mixed_precision == "mixed_float16":

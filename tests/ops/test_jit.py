@@ -31,7 +31,7 @@ def test_two_stage_pipeline_compiles_with_xla():
         sample = roi_sampling.sample_rois(
             boxes, gt_boxes, gt_classes, gt_valid, 16, 0.25, proposal_valid=tf.math.is_finite(scores), seed=2
         )
-        pooled = roi_align.multilevel_roi_align(features, sample["rois"], 7, 2, method="gather")
+        pooled = roi_align.multilevel_roi_align(features, sample["rois"], 7, 2)
         targets = masks.mask_targets(gt_masks, gt_boxes, sample["rois"], sample["matched_gt_index"], 14)
         det = nms.multiclass_nms(tf.tile(boxes[:, :, None, :], [1, 1, 3, 1]), tf.sigmoid(tf.stack([scores] * 3, -1)), 0.05, 0.5, 10)
         return rpn_obj, rpn_box, boxes, scores, sample, pooled, targets, det

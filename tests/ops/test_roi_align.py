@@ -53,7 +53,7 @@ def test_single_level_roi_align_and_jit_gradients():
     def run(feature, boxes):
         with tf.GradientTape() as tape:
             tape.watch(feature)
-            out = roi_align.multilevel_roi_align({4: feature}, boxes, 7, 2, 4, 4, method="gather")
+            out = roi_align.multilevel_roi_align({4: feature}, boxes, 7, 2, 4, 4)  # "auto" -> gather
             loss = tf.reduce_sum(out)
         return out, tape.gradient(loss, feature)
 
@@ -62,3 +62,15 @@ def test_single_level_roi_align_and_jit_gradients():
         want = ref.roi_align(features[4][0], boxes[0, r], 1 / 16, 7, 2)
         np.testing.assert_allclose(out.numpy()[0, r], want, atol=1e-4)
     assert np.isfinite(grad.numpy()).all() and np.abs(grad.numpy()).sum() > 0
+
+
+def test_auto_method_is_crop_and_resize_in_graph_mode_and_gather_under_xla():
+    def pool(feature, boxes):
+        return roi_align.multilevel_roi_align({4: feature}, boxes, 7, 2, 4, 4)
+
+    specs = (tf.TensorSpec([1, 8, 8, 2]), tf.TensorSpec([1, 5, 4]))
+    graph_ops = {op.type for op in tf.function(pool).get_concrete_function(*specs).graph.get_operations()}
+    xla_ops = {op.type for op in
+               tf.function(pool, jit_compile=True).get_concrete_function(*specs).graph.get_operations()}
+    assert "CropAndResize" in graph_ops
+    assert "CropAndResize" not in xla_ops and "GatherV2" in xla_ops
