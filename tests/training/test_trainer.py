@@ -18,20 +18,26 @@ def _trainer(model_dir, total_steps, dataset_fn=None, **kw):
 
 
 
+def _record_total_losses(trainer):
+    """Wraps the trainer's step so each step's summed loss lands in the returned {step: loss} dict."""
+    losses = {}
+    step_fn = trainer._build_train_step()
+
+    def logged(batch):
+        out = step_fn(batch)
+        losses[trainer.step] = float(sum(v.numpy() for v in out.values()))
+        return out
+
+    trainer._train_step = logged
+    return losses
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     d = tmp_path_factory.mktemp("full")
     t = _trainer(d, 12)
     t.restore_or_initialize()
-    losses = {}
-    step_fn = t._build_train_step()
-
-    def logged(batch):
-        out = step_fn(batch)
-        losses[t.step] = float(sum(v.numpy() for v in out.values()))
-        return out
-
-    t._train_step = logged
+    losses = _record_total_losses(t)
     t.train()
     return d, losses, t
 
@@ -43,15 +49,7 @@ def test_resume_continues_the_loss_curve(tmp_path, uninterrupted):
     assert first.step == 8
     resumed = _trainer(tmp_path, 12)
     assert resumed.restore_or_initialize() == 8
-    losses = {}
-    step_fn = resumed._build_train_step()
-
-    def logged(batch):
-        out = step_fn(batch)
-        losses[resumed.step] = float(sum(v.numpy() for v in out.values()))
-        return out
-
-    resumed._train_step = logged
+    losses = _record_total_losses(resumed)
     resumed.train()
     assert sorted(losses) == [9, 10, 11, 12]
     np.testing.assert_allclose([losses[s] for s in range(9, 13)], [reference[s] for s in range(9, 13)], rtol=1e-5)
