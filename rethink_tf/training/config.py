@@ -26,18 +26,10 @@ class ConfigError(ValueError):
     """A gin file or binding is invalid; the message names it."""
 
 
-def import_configurables() -> list[str]:
-    """Imports every module of CONFIGURABLE_MODULES that exists; returns the names imported."""
-    imported = []
+def import_configurables() -> None:
+    """Imports every module of CONFIGURABLE_MODULES, so gin knows all configurables before parsing."""
     for name in CONFIGURABLE_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name is not None and name.startswith(e.name):
-                continue  # that part of the package is not present in this checkout
-            raise
-        imported.append(name)
-    return imported
+        importlib.import_module(name)
 
 
 def default_search_paths() -> list[str]:

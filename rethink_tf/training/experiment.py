@@ -184,12 +184,9 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
 
     if distribute.is_chief(strategy):
         write_label_map(model_dir, train_source)
-        try:
-            from rethink_tf.data.sources import write_image_ids
-        except ImportError:
-            write_image_ids = None
-        if write_image_ids is not None:
-            write_image_ids(train_source, model_dir)
+        from rethink_tf.data.sources import write_image_ids
+
+        write_image_ids(train_source, model_dir)
 
     def dataset_fn(input_context):
         with gin.config_scope("train"):
