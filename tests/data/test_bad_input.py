@@ -9,7 +9,7 @@ import tensorflow as tf
 from rethink_tf.data.input_pipeline import build_dataset
 from rethink_tf.data.sources import CocoSource
 
-from conftest import square_annotation, write_tiny_coco
+from .conftest import square_annotation, write_tiny_coco
 
 TINY = dict(train_short_side=(64, 64), eval_short_side=64, max_size=96, canvas_size=96, max_instances=8,
             mask_crop_size=16)

@@ -13,7 +13,7 @@ from rethink_tf.data.input_pipeline import build_dataset, samples_seen
 from rethink_tf.data.masks import paste_box_mask
 from rethink_tf.data.sources import CocoSource, write_image_ids
 
-from conftest import COCO128, COCO_MINI, require
+from .conftest import COCO128, COCO_MINI, require
 
 SMALL = dict(train_short_side=(256, 256), eval_short_side=256, max_size=320, canvas_size=320,
              max_instances=64, mask_crop_size=56)

@@ -8,7 +8,7 @@ import pytest
 from rethink_tf.data.sources import CocoSource
 from rethink_tf.data.tfds_source import TfdsSource
 
-from conftest import COCO128, require
+from .conftest import COCO128, require
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_GIN = sorted((REPO / "gin_configs" / "base").glob("data_*.gin"))
