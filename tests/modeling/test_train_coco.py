@@ -34,11 +34,14 @@ def test_every_loss_decreases_on_one_coco_image(coco_batch, make_tiny_model, mak
     model = make_tiny_model(num_classes, base_width=16, fpn_channels=32, box_conv_dim=16,
                             box_fc_dim=64, mask_conv_dim=16, roi_num_samples=16, sampling_seed=1)
     step = make_train_step(model, keras.optimizers.SGD(0.01, momentum=0.9))
-    history = [{k: float(v) for k, v in step(batch).items()} for _ in range(40)]
+    # The tiny mask head learns slowly (about 4% in 40 steps, 12-15% in 60), so the run is 60 steps
+    # and compares the first 5 with the last 10: with 40 steps and 5 each, CI saw the mask loss
+    # drop by 4.0% against the 5% margin.
+    history = [{k: float(v) for k, v in step(batch).items()} for _ in range(60)]
     assert set(history[0]) == {"rpn_objectness", "rpn_box", "roi_class", "roi_box", "mask"}
     for key in history[0]:
         first = np.mean([h[key] for h in history[:5]])
-        last = np.mean([h[key] for h in history[-5:]])
+        last = np.mean([h[key] for h in history[-10:]])
         assert np.isfinite(last) and last < 0.95 * first, (key, first, last)
 
 
