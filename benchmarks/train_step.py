@@ -1,6 +1,6 @@
 """Times the training step and the predict step of R50-FPN Mask R-CNN (GN, 4conv1fc) on this machine.
 
-    python benchmarks/train_step.py --size=512 --batch=2 [--xla] [--steps=5]
+    python benchmarks/train_step.py --size=512 --batch=2 [--xla] [--steps=5] [--dtype_policy=mixed_bfloat16]
 
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
 warm-up step that traces/compiles), the warm-up times, and peak_rss_mb (peak resident memory of
@@ -29,6 +29,7 @@ flags.DEFINE_integer("steps", 5, "Timed steps after the warm-up step.")
 flags.DEFINE_integer("depth", 50, "ResNet depth.")
 flags.DEFINE_string("norm", "gn", "Norm kind.")
 flags.DEFINE_string("box_head", "4conv1fc", "Box head.")
+flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy: float32 or mixed_bfloat16.")
 NUM_CLASSES = 80
 
 
@@ -64,6 +65,7 @@ def main(_):
     f = flags.FLAGS
     if f.size % 32:
         raise app.UsageError(f"--size must be a multiple of 32, got {f.size}")
+    keras.config.set_dtype_policy(f.dtype_policy)
     model = build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head)
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
     model.build_networks(image_size=64)
@@ -87,7 +89,7 @@ def main(_):
     predict_warmup, predict_s = _timed(predict_step, batch, f.steps)
     print(json.dumps({
         "model": f"R{f.depth}-FPN Mask R-CNN {f.norm} {f.box_head}", "size": f.size, "batch": f.batch,
-        "xla": f.xla, "steps": f.steps, "train_step_s": round(train_s, 3),
+        "xla": f.xla, "dtype_policy": f.dtype_policy, "steps": f.steps, "train_step_s": round(train_s, 3),
         "predict_step_s": round(predict_s, 3), "train_warmup_s": round(train_warmup, 1),
         "predict_warmup_s": round(predict_warmup, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
