@@ -5,16 +5,18 @@ For a box (y1, x1, y2, x2) in canvas pixels on a level of stride s, the RoI is (
 its height/width are clamped to >= 1, each of the output_size^2 bins averages sampling_ratio^2 bilinear
 samples at the sub-bin centres, and a sample outside [-1, H] x [-1, W] contributes 0 (Caffe2 semantics).
 Two implementations with the same values (tested against one numpy reference):
-- "crop_and_resize": per level, `tf.image.crop_and_resize` onto the sub-bin grid of an
-  edge-replicated map (the 1-pixel pad reproduces Caffe2's clamping in [-1, 0) and (H-1, H]), the
-  level picked per box, then a sampling_ratio average pool. 1.7-3.4x faster than "gather" for forward
-  plus backward on CPU (measured here), but CropAndResize has no XLA kernel.
+- "crop_and_resize": the boxes partitioned by level, then per level `tf.image.crop_and_resize` onto
+  the sub-bin grid of an edge-replicated map (the 1-pixel pad reproduces Caffe2's clamping in
+  [-1, 0) and (H-1, H]), then a sampling_ratio average pool. Several times faster than "gather" for
+  forward plus backward on CPU (measured here), but its shapes depend on the data and
+  CropAndResize has no XLA kernel.
 - "gather": all levels flattened into one [B, sum(H_l W_l), C] tensor so one gather serves every box
   whatever its level; compiles under XLA.
 The default, "auto", takes "gather" when traced for XLA (jit_compile=True) and "crop_and_resize" otherwise.
 """
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util  # XLA-context test; no public equivalent
+
+from rethink_tf.ops.tracing import in_xla_context
 
 ROI_ALIGN_METHODS = ("crop_and_resize", "gather")
 
@@ -77,8 +79,7 @@ def multilevel_roi_align(
     if missing:
         raise ValueError(f"multilevel_roi_align: features lack levels {missing} (have {sorted(features)})")
     if method == "auto":
-        in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-        method = "gather" if in_xla else "crop_and_resize"
+        method = "gather" if in_xla_context() else "crop_and_resize"
     if method not in ROI_ALIGN_METHODS:
         raise ValueError(f"multilevel_roi_align: method {method!r} is not one of {ROI_ALIGN_METHODS}")
     boxes = tf.convert_to_tensor(boxes, tf.float32)
@@ -137,29 +138,45 @@ def multilevel_roi_align(
     return tf.reduce_mean(value, axis=[3, 5])
 
 
+def _edge_pad(feature):
+    """[B, H, W, C] -> [B, H + 2, W + 2, C], the border rows and columns repeated once.
+
+    Same values as tf.pad(mode="SYMMETRIC") by 1; concat's gradient (slices and adds) is several
+    times cheaper than MirrorPadGrad on CPU.
+    """
+    feature = tf.concat([feature[:, :1], feature, feature[:, -1:]], axis=1)
+    return tf.concat([feature[:, :, :1], feature, feature[:, :, -1:]], axis=2)
+
+
 def _roi_align_crop_and_resize(features, boxes, box_level, levels, output_size, sampling_ratio):
-    """The "crop_and_resize" method of multilevel_roi_align (same arguments, level index per box)."""
+    """The "crop_and_resize" method of multilevel_roi_align (same arguments, level index per box).
+
+    Each box is cropped on its own level only: the boxes are partitioned by level (dynamic sizes,
+    which is why this method is not for XLA) and stitched back in their original order.
+    """
     batch_size = tf.shape(boxes)[0]
-    num_boxes = boxes.shape[1]
+    num_boxes = boxes.shape[1] if boxes.shape[1] is not None else tf.shape(boxes)[1]
     samples = output_size * sampling_ratio
     flat_boxes = tf.reshape(boxes, [-1, 4])
     flat_level = tf.reshape(box_level, [-1])
     box_index = tf.repeat(tf.range(batch_size), num_boxes)
-    pooled = None
+    positions = tf.dynamic_partition(tf.range(tf.shape(flat_boxes)[0]), flat_level, len(levels))
+    crops = []
     for index, level in enumerate(levels):
         feature = features[level]
         height, width = feature.shape[1], feature.shape[2]
         # Edge-replicating pad: map coordinates shift by +1, and the valid range [-1, H] of Caffe2
         # becomes crop_and_resize's [0, H + 1]; outside it both give 0.
-        padded = tf.pad(feature, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
-        scaled = flat_boxes / (2.0 ** level)
+        padded = _edge_pad(feature)
+        scaled = tf.gather(flat_boxes, positions[index]) / (2.0 ** level)
         ys = _sample_coordinates(scaled[:, 0], scaled[:, 2], output_size, sampling_ratio)
         xs = _sample_coordinates(scaled[:, 1], scaled[:, 3], output_size, sampling_ratio)
         # crop_and_resize samples `samples` points evenly from the box's first to last corner.
         grid_box = tf.stack([(ys[:, 0] + 1.0) / (height + 1.0), (xs[:, 0] + 1.0) / (width + 1.0),
                              (ys[:, -1] + 1.0) / (height + 1.0), (xs[:, -1] + 1.0) / (width + 1.0)], axis=1)
-        crops = tf.image.crop_and_resize(padded, grid_box, box_index, [samples, samples])
-        on_level = tf.cast(flat_level == index, crops.dtype)[:, None, None, None]
-        pooled = crops * on_level if pooled is None else pooled + crops * on_level
+        crops.append(tf.image.crop_and_resize(padded, grid_box, tf.gather(box_index, positions[index]),
+                                              [samples, samples]))
+    pooled = tf.dynamic_stitch(positions, crops)
     pooled = tf.nn.avg_pool2d(pooled, sampling_ratio, sampling_ratio, "VALID")
-    return tf.reshape(pooled, [batch_size, num_boxes, output_size, output_size, pooled.shape[-1]])
+    channels = features[levels[0]].shape[-1]
+    return tf.reshape(pooled, [batch_size, num_boxes, output_size, output_size, channels])
