@@ -26,9 +26,13 @@ class ConvNorm(keras.layers.Layer):
         self.zero_init_norm = zero_init_norm
         self.kernel_initializer = keras.initializers.get(kernel_initializer or init.msra_fill())
         pad = (kernel_size - 1) // 2
-        self.pad = keras.layers.ZeroPadding2D(pad, name="pad") if pad else None
+        # Stride 1: "same" pads symmetrically and avoids an explicit Pad (and its Slice in the
+        # backward pass, about 2.5% of a GN 4conv1fc train step). Strided: TF's "same" would pad
+        # asymmetrically (bottom/right only), so the explicit symmetric pad stays.
+        self.pad = keras.layers.ZeroPadding2D(pad, name="pad") if pad and strides != 1 else None
         self.conv = keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding="valid", groups=groups,
+            filters, kernel_size, strides=strides, padding="same" if strides == 1 else "valid",
+            groups=groups,
             use_bias=not has_norm(norm), kernel_initializer=self.kernel_initializer,
             bias_initializer="zeros", name="conv")
         self.norm = build_norm(norm, name="norm", zero_init=zero_init_norm) if has_norm(norm) else None
