@@ -14,6 +14,7 @@ from rethink_tf.ops.anchors import multilevel_anchors
 from rethink_tf.ops.nms import multiclass_nms
 from rethink_tf.ops.proposals import generate_proposals
 from rethink_tf.ops.roi_align import multilevel_roi_align
+from rethink_tf.ops.tracing import in_xla_context
 
 from rethink_tf.modeling.roi_stage import RoIBoxStage  # noqa: F401  (type of box_stage)
 
@@ -38,6 +39,8 @@ class MaskRCNN(keras.Model):
       mask_pooled_size: RoIAlign side for masks (14 -> 28x28 masks).
       max_fg_masks: foreground RoIs per image given to the mask head in training
         (None: ceil(num_samples * fg_fraction), the sampler's maximum, so none is dropped).
+        Under XLA the mask head always runs on this many slots per image; in graph mode only on
+        as many as the image with the most fg RoIs has (as torchvision, which runs it on positives).
       score_threshold, nms_iou, detections_per_image: inference post-processing.
       loss_weights: dict of multipliers per loss key (default 1).
       sampling_seed: None: fresh random anchor samples each step; an int fixes the RPN anchor
@@ -227,6 +230,11 @@ class MaskRCNN(keras.Model):
             # Foreground RoIs first (top_k keeps index order among ties), at most max_fg_masks.
             is_fg = ops.cast(targets["classes"] > 0, "int32")
             _, fg_idx = ops.top_k(is_fg, k=self.max_fg_masks, sorted=True)
+            if not in_xla_context():
+                # Graph mode: only as many slots as the image with the most fg RoIs needs (the
+                # rest would be masked out of the loss anyway). Under XLA all max_fg_masks stay.
+                num_slots = ops.maximum(ops.max(ops.sum(is_fg, axis=1)), 1)
+                fg_idx = fg_idx[:, :num_slots]
             take = lambda t: ops.take_along_axis(t, fg_idx if t.ndim == 2 else fg_idx[..., None], axis=1)
             fg_rois = take(targets["rois"])
             fg_classes = ops.where(take(is_fg) > 0, take(targets["classes"]), 0)

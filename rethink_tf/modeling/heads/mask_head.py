@@ -27,12 +27,12 @@ class MaskHead(keras.layers.Layer):
                                              name="predictor")
 
     def call(self, x, training=None):
-        b, r = x.shape[0], x.shape[1]
+        b, r = ops.shape(x)[0], ops.shape(x)[1]  # R may be dynamic (graph-mode training)
         y = ops.reshape(x, (-1, x.shape[2], x.shape[3], x.shape[4]))
         for conv in self.convs:
             y = conv(y, training=training)
         y = self.predictor(self.deconv(y))
-        y = ops.reshape(y, (-1 if b is None else b, r, y.shape[1], y.shape[2], y.shape[3]))
+        y = ops.reshape(y, (b, r, y.shape[1], y.shape[2], y.shape[3]))
         return ops.cast(y, "float32")
 
     def get_config(self):
