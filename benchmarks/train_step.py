@@ -3,8 +3,8 @@
     python benchmarks/train_step.py --size=512 --batch=2 [--xla] [--steps=5] [--dtype_policy=mixed_bfloat16]
 
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
-warm-up step that traces/compiles), the warm-up times, and peak_rss_mb (peak resident memory of
-the process). The batch follows CONTRACT.md: random image content, 7 instances per image (COCO's
+warm-up step that traces/compiles), every timed step, the warm-up times, and peak_rss_mb (peak
+resident memory of the process). The batch follows CONTRACT.md: random image content, 7 instances per image (COCO's
 average) in M = 100 slots, 112x112 box-cropped masks; COCO's 80 classes.
 """
 import json
@@ -58,7 +58,7 @@ def _timed(fn, arg, steps):
         start = time.perf_counter()
         tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
         times.append(time.perf_counter() - start)
-    return warmup, statistics.median(times)
+    return warmup, statistics.median(times), [round(t, 2) for t in times]
 
 
 def main(_):
@@ -85,13 +85,15 @@ def main(_):
     def predict_step(b):
         return model({"images": b["images"], "image_info": b["image_info"]}, training=False)
 
-    train_warmup, train_s = _timed(train_step, batch, f.steps)
-    predict_warmup, predict_s = _timed(predict_step, batch, f.steps)
+    train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
+    predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
     print(json.dumps({
         "model": f"R{f.depth}-FPN Mask R-CNN {f.norm} {f.box_head}", "size": f.size, "batch": f.batch,
         "xla": f.xla, "dtype_policy": f.dtype_policy, "steps": f.steps, "train_step_s": round(train_s, 3),
         "predict_step_s": round(predict_s, 3), "train_warmup_s": round(train_warmup, 1),
         "predict_warmup_s": round(predict_warmup, 1),
+        # Every timed step: on this shared machine single steps of one run vary by up to 30%.
+        "train_step_times_s": train_times, "predict_step_times_s": predict_times,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "num_params": int(sum(np.prod(v.shape) for v in model.weights)),
     }), flush=True)
