@@ -19,16 +19,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from rethink_tf.modeling.factory import build_model  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# Shares the model flags (--size, --batch, --depth, --norm, --box_head, --dtype_policy) and the batch.
-from train_step import NUM_CLASSES, make_batch  # noqa: E402
+# Shares the model flags (--size, --batch, --depth, --norm, --box_head, --dtype_policy), the
+# batch and the steps.
+from train_step import build_steps  # noqa: E402
 
 flags.DEFINE_integer("traced_steps", 2, "Traced steps after the warm-up step.")
 flags.DEFINE_bool("predict", False, "Profile the predict step instead of the training step.")
@@ -68,25 +66,7 @@ def _table(title, totals, total, top):
 
 def main(_):
     f = flags.FLAGS
-    keras.config.set_dtype_policy(f.dtype_policy)
-    model = build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head)
-    batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
-    model.build_networks(image_size=64)
-    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function
-    def train_step(b):
-        with tf.GradientTape() as tape:
-            losses = model(b, training=True)
-            total = tf.add_n(list(losses.values()))
-        grads = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return losses
-
-    @tf.function
-    def predict_step(b):
-        return model({"images": b["images"], "image_info": b["image_info"]}, training=False)
+    _, batch, train_step, predict_step = build_steps(f, jit_compile=False)
 
     step = predict_step if f.predict else train_step
     tf.nest.map_structure(lambda t: t.numpy(), step(batch))

@@ -61,8 +61,9 @@ def _timed(fn, arg, steps):
     return warmup, statistics.median(times), [round(t, 2) for t in times]
 
 
-def main(_):
-    f = flags.FLAGS
+def build_steps(f, jit_compile):
+    """Model, batch and tf.function train/predict steps from the model flags (shared with
+    profile_step.py, so both time the same thing)."""
     if f.size % 32:
         raise app.UsageError(f"--size must be a multiple of 32, got {f.size}")
     keras.config.set_dtype_policy(f.dtype_policy)
@@ -72,7 +73,7 @@ def main(_):
     optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
     optimizer.build(model.trainable_variables)
 
-    @tf.function(jit_compile=f.xla)
+    @tf.function(jit_compile=jit_compile)
     def train_step(b):
         with tf.GradientTape() as tape:
             losses = model(b, training=True)
@@ -81,10 +82,16 @@ def main(_):
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return losses
 
-    @tf.function(jit_compile=f.xla)
+    @tf.function(jit_compile=jit_compile)
     def predict_step(b):
         return model({"images": b["images"], "image_info": b["image_info"]}, training=False)
 
+    return model, batch, train_step, predict_step
+
+
+def main(_):
+    f = flags.FLAGS
+    model, batch, train_step, predict_step = build_steps(f, jit_compile=f.xla)
     train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
     predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
     print(json.dumps({
