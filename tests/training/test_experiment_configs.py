@@ -135,6 +135,23 @@ def test_pretrain_arm_freezes_stem_and_res2_with_their_gn():
     assert any("/res3_" in v.path and v.path.endswith("beta") for v in net.trainable_weights)
 
 
+def test_build_dataset_trains_at_a_fixed_800_by_default():
+    """No scale augmentation unless bound: with build_dataset's defaults every training image is resized so
+    its shorter side is 800 (longer side <= 1333), the paper's baseline setting."""
+    from rethink_tf.data.input_pipeline import build_dataset
+    from rethink_tf.data.sources import CocoSource
+
+    root = REPO.parent / "shared" / "data" / "coco128"
+    if not root.is_dir():
+        pytest.skip(f"real COCO data not found at {root}")
+    src = CocoSource(root / "annotations" / "instances_train2017.json", root / "train2017")
+    src.image_ids = src.image_ids[:8]
+    batch = next(iter(build_dataset(src, training=True, global_batch_size=8, seed=0, mask_crop_size=28)))
+    for (orig_h, orig_w), (h, w) in batch["image_info"].numpy()[:, :2]:
+        scale = min(800 / min(orig_h, orig_w), 1333 / max(orig_h, orig_w))
+        assert abs(min(h, w) - min(orig_h, orig_w) * scale) <= 1, ((orig_h, orig_w), (h, w))
+
+
 def test_scratch_6x_without_coco_fails_at_start_up_saying_where_and_how(tmp_path):
     missing = tmp_path / "no_coco_here"
     start = time.time()
