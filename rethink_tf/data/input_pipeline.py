@@ -125,7 +125,7 @@ def _dummy_examples(count, element_spec):
 
 @gin.configurable
 def build_dataset(source, *, training, global_batch_size, input_context=None,
-                  train_short_side=(640, 800), short_side_step=32, eval_short_side=800, max_size=1333,
+                  train_short_side=(800, 800), short_side_step=32, eval_short_side=800, max_size=1333,
                   canvas_size=None, max_instances=100, mask_crop_size=112, flip_prob=0.5,
                   divide_by_std=False, shuffle_buffer=1000, seed=None):
     """Fixed-shape batches of `source` (module docstring lists the keys, shapes and dtypes).
@@ -138,7 +138,8 @@ def build_dataset(source, *, training, global_batch_size, input_context=None,
       global_batch_size: images per step over all replicas; divided by input_context.num_replicas_in_sync.
       input_context: tf.distribute.InputContext (per-replica batch, shard = input_pipeline_id).
       train_short_side: (low, high) range of the shorter side in training, pixels; drawn per image from
-        {low, low + short_side_step, ...} (Detectron/detectron2: 640..800 step 32).
+        {low, low + short_side_step, ...}. Default (800, 800): no scale augmentation, as in Detectron's
+        baselines and every baseline row of the paper; its 'train aug' rows use (640, 800) step 32.
       eval_short_side: shorter side at evaluation.
       max_size: cap on the longer side.
       canvas_size: square canvas side; default max_size rounded up to a multiple of 32.

@@ -3,7 +3,7 @@
 Each step every replica runs forward + backward on its own batch; the Keras optimizer all-reduces
 (sums) the gradients, so each replica scales its objective by 1/num_replicas. The objective is the sum
 of whatever loss terms the model returns (the trainer does not know the heads) plus coupled L2 weight
-decay added to the gradients of non-normalization variables.
+decay and per-variable LR factors added to the gradients (rules: `optimizer.parameter_groups`).
 
 Data: every local replica owns a plain tf.data iterator (input pipeline `input_pipeline_id` = its
 global replica id), fed through `experimental_distribute_values_from_function`. Plain iterators can be
@@ -98,7 +98,7 @@ class Trainer:
       global_batch_size: images per step over all replicas.
       eval_fn: optional (step, samples: dict) -> (scalars: dict, images: dict name -> uint8 [N,H,W,3]).
       after_first_step: optional () -> None, called once after the first step of this process.
-      weight_decay: coupled L2 coefficient (1e-4), not applied to normalization layers.
+      weight_decay: coupled L2 coefficient (1e-4); which variables: `optimizer.parameter_groups`.
       checkpoint_every: steps between checkpoints.
       keep_checkpoints: how many recent checkpoints to keep.
       log_every: steps between progress lines.
@@ -183,10 +183,8 @@ class Trainer:
         with self.strategy.scope():
             self.strategy.run(lambda b: self.model(b, training=True), args=(first_batch,))
             self.optimizer.build(self.model.trainable_variables)
-        variables = self.model.trainable_variables
-        decayed, _ = optimizer_lib.split_decay_variables(self.model)
-        decayed_ids = {id(v) for v in decayed}
-        self._decay_mask = [id(v) in decayed_ids for v in variables]
+        groups = optimizer_lib.parameter_groups(self.model)
+        self._decay_mask, self._lr_multipliers = list(groups.decay_mask), list(groups.lr_multipliers)
         self._checkpointer = checkpointing.ModelCheckpointer(
             self.model_dir, {"model_variables": checkpointing.model_trackable(self.model), "optimizer": self.optimizer,
                              **{f"seen_{k}": v for k, v in self.samples.items()}},
@@ -249,7 +247,7 @@ class Trainer:
         strategy, model, opt = self.strategy, self.model, self.optimizer
         num_replicas = strategy.num_replicas_in_sync
         variables = model.trainable_variables
-        decay_mask = self._decay_mask
+        decay_mask, lr_multipliers = self._decay_mask, self._lr_multipliers
         weight_decay = self.weight_decay
         loss_scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
 
@@ -266,7 +264,8 @@ class Trainer:
             scale = 1.0 / num_replicas
             if loss_scaled:
                 scale = scale * tf.cast(opt.dynamic_scale, tf.float32)
-            grads = optimizer_lib.add_coupled_weight_decay(grads, variables, decay_mask, weight_decay, scale)
+            grads = optimizer_lib.add_coupled_weight_decay(grads, variables, decay_mask, weight_decay, scale,
+                                                           lr_multipliers)
             return losses, grads
 
         if self.jit_compile:

@@ -56,7 +56,8 @@ class ResNet(keras.layers.Layer):
       width_per_group: bottleneck width per group at res2 (None: base_width, i.e. plain ResNet).
       zero_init_last_norm: zero-γ on each block's last norm (off by default, SPEC.md).
       freeze_at: 0 trains everything (from scratch); k >= 1 freezes the stem and res2..res(k)
-        (Detectron's FREEZE_AT, 2 for the fine-tuning baseline).
+        (Detectron's FREEZE_AT, 2 for the fine-tuning baseline), their norm layers included: Detectron
+        stops the gradient at the output of res(k), so neither the convs nor the GN γ/β before it train.
       blocks_per_stage: overrides the block counts implied by `depth` (tiny test models).
     """
 
