@@ -44,9 +44,13 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
                  inference.canvas_size)
     module = saved_model.build_export_module(model, categories, inference,
                                              paste_masks=paste_masks, mask_threshold=mask_threshold)
+    from rethink_tf.training import run_record
+    recorded = run_record.read_checkpoint(checkpoint)
     saved_model.save(module, export_dir, overwrite=overwrite,
                      metadata={"model_dir": os.path.abspath(model_dir),
-                               "checkpoint": os.path.abspath(checkpoint)})
+                               "checkpoint": os.path.abspath(checkpoint),
+                               "run_fingerprint": recorded["fingerprint"] if recorded else None,
+                               "gin_bindings": list(gin_bindings)})
     logging.info("Wrote SavedModel to %s", export_dir)
     return export_dir
 

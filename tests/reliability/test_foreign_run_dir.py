@@ -75,3 +75,12 @@ def test_train_refuses_to_resume_a_foreign_run_dir(foreign_run, data_dir):
     assert "ckpt-2.index" not in os.listdir(foreign_run)
     with open(os.path.join(foreign_run, "config.gin")) as f:
         assert f.read() == before  # nothing of DIR was overwritten
+
+
+def test_the_run_itself_exports_with_overrides(trained_run, exported_run):
+    # exported_run changes build_model.score_threshold through --gin_bindings: allowed, after the check.
+    from rethink_tf.training import run_record
+    with open(os.path.join(exported_run, "assets.extra", "export_config.json")) as f:
+        exported = json.load(f)
+    assert exported["run_fingerprint"] == run_record.read_file(trained_run)["fingerprint"]
+    assert exported["gin_bindings"] == ["build_model.score_threshold = 0.0"]
