@@ -1,9 +1,9 @@
 """Evaluates one checkpoint: `python -m rethink_tf.evaluate --model_dir=DIR [--checkpoint=PATH]`.
 
-Reads DIR/config.gin (written by training), refuses (exit 2, naming the fields) one that is not what the
-checkpoint was trained with (`rethink_tf.training.run_record`; --gin_bindings apply after that check), runs the COCO evaluation of the eval source, writes
-DIR/coco_results_<checkpoint>.json and appends the bbox / segm metrics to DIR/metrics.jsonl and to
-TensorBoard (DIR/eval).
+Reads DIR/config.gin (written by training), refuses (exit 2, naming the fields) one that is not what
+the checkpoint was trained with (`rethink_tf.training.run_record`; --gin_bindings apply after that
+check), runs the COCO evaluation of the eval source, writes DIR/coco_results_<checkpoint>.json and
+appends the bbox / segm metrics to DIR/metrics.jsonl and to TensorBoard (DIR/eval).
 """
 
 import json
