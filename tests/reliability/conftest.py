@@ -1,31 +1,14 @@
 """A real run for the reliability tests: `rethink_tf.train` on tiny_run.gin for 1 step, and its export.
 
-Shared by the whole session: training costs about 40 s of CPU, the export about 20 s.
+Shared by the whole session: the training and the export cost about 40 s of CPU each (idle 2-core machine).
 """
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY_RUN_GIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tiny_run.gin")
-
-
-def run_module(module, *args, timeout=600):
-    """`python -m module args` in a fresh process with this worktree first on the path."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def train_args(model_dir, data_dir, *bindings):
-    return [f"--gin_file={TINY_RUN_GIN}", f"--model_dir={model_dir}",
-            f'--gin_bindings=SyntheticShapesSource.data_dir = "{data_dir}"',
-            "--gin_bindings=experiment.max_steps = 1",
-            *[f"--gin_bindings={b}" for b in bindings]]
+from reliability_helpers import run_module, train_args  # noqa: E402
 
 
 @pytest.fixture(scope="session")

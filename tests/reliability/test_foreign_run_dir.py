@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from conftest import run_module, train_args
+from reliability_helpers import run_module, train_args
 
 FOREIGN = {"build_model.anchor_sizes": "(32, 64, 128, 256, 512)", "build_dataset.eval_short_side": "48"}
 

@@ -10,7 +10,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from conftest import run_module
+from reliability_helpers import run_module
 
 
 def test_predict_goes_on_past_bad_files(exported_run, tmp_path):
