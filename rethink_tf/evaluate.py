@@ -1,8 +1,9 @@
 """Evaluates one checkpoint: `python -m rethink_tf.evaluate --model_dir=DIR [--checkpoint=PATH]`.
 
-Reads DIR/config.gin (written by training), runs the COCO evaluation of the eval source, writes
-DIR/coco_results_<checkpoint>.json and appends the bbox / segm metrics to DIR/metrics.jsonl and to
-TensorBoard (DIR/eval).
+Reads DIR/config.gin (written by training), refuses (exit 2, naming the fields) one that is not what
+the checkpoint was trained with (`rethink_tf.training.run_record`; --gin_bindings apply after that
+check), runs the COCO evaluation of the eval source, writes DIR/coco_results_<checkpoint>.json and
+appends the bbox / segm metrics to DIR/metrics.jsonl and to TensorBoard (DIR/eval).
 """
 
 import json
@@ -11,6 +12,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import gin  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Training output directory holding config.gin and checkpoints.")
@@ -23,14 +25,22 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from rethink_tf.serving import model_dir as model_dir_lib
     from rethink_tf.training import config
+    from rethink_tf.training.run_record import RunMismatchError
 
     config_file = os.path.join(FLAGS.model_dir, "config.gin")
     try:
+        if os.path.exists(config_file):  # (a missing one is named by config.parse)
+            model_dir_lib.check_run_dir(FLAGS.model_dir, FLAGS.checkpoint)
+        gin.clear_config()
         config.parse([config_file], FLAGS.gin_bindings)
-    except config.ConfigError as e:
+    except (config.ConfigError, RunMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     from rethink_tf.training import experiment
 
     try:

@@ -3,7 +3,8 @@
     python -m rethink_tf.export --model_dir=DIR [--checkpoint=PATH] --export_dir=OUT
 
 Rebuilds the model from DIR/config.gin (unknown gin names are errors) and DIR/label_map.json,
-restores the checkpoint (the latest in DIR unless --checkpoint) and writes OUT with the signatures
+refuses (exit 2, naming the fields) a config.gin that is not what the checkpoint was trained with
+(`rethink_tf.training.run_record`; --gin_bindings apply after that check), restores the checkpoint (the latest in DIR unless --checkpoint) and writes OUT with the signatures
 `serving_default` (uint8 images), `image_bytes` (encoded images) and `tf_example` (serialized
 tf.Example with `image/encoded`); `rethink_tf.serving.export_module` documents inputs and outputs.
 The SavedModel needs only TensorFlow to load and run.
@@ -43,9 +44,13 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
                  inference.canvas_size)
     module = saved_model.build_export_module(model, categories, inference,
                                              paste_masks=paste_masks, mask_threshold=mask_threshold)
+    from rethink_tf.training import run_record
+    recorded = run_record.read_checkpoint(checkpoint)
     saved_model.save(module, export_dir, overwrite=overwrite,
                      metadata={"model_dir": os.path.abspath(model_dir),
-                               "checkpoint": os.path.abspath(checkpoint)})
+                               "checkpoint": os.path.abspath(checkpoint),
+                               "run_fingerprint": recorded["fingerprint"] if recorded else None,
+                               "gin_bindings": list(gin_bindings)})
     logging.info("Wrote SavedModel to %s", export_dir)
     return export_dir
 
@@ -58,9 +63,13 @@ def main(argv):
             raise app.UsageError(f"--{name} is required")
     from rethink_tf.serving.model_dir import IncompleteCheckpointError
     from rethink_tf.training.config import ConfigError
+    from rethink_tf.training.run_record import RunMismatchError
     try:
         export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
                FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite)
+    except RunMismatchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     except (FileNotFoundError, FileExistsError, ConfigError, IncompleteCheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -9,11 +9,17 @@ For each image `<stem>.<ext>` it writes to --output_dir:
   boxes in original image pixels, RLE as pycocotools writes it (counts as a str);
 and `detections.json`, all images' detections together (what COCOeval.loadRes takes).
 
+A file that cannot be read or that the SavedModel refuses (missing, empty, not an image, an image
+outside the limits of `rethink_tf.serving.export_module`) does not stop the others: each is reported
+(`error: --image=PATH: reason` on stderr), detections.json holds the good images' detections, and the
+command exits 1 at the end if any file failed.
+
 The image id is the file stem when it is an integer (COCO names files by id, 000000000139.jpg -> 139),
 otherwise the image's 1-based position on the command line.
 """
 import json
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -71,9 +77,9 @@ class Predictor:
     def __call__(self, encoded):
         from rethink_tf.data import preprocess
         tf = self._tf
+        outputs = self._serve(image_bytes=tf.constant([encoded]))  # first: its errors name the problem
         # The image drawn on is decoded exactly as the SavedModel decodes it.
         image = preprocess.decode_image_bytes(encoded).numpy()
-        outputs = self._serve(image_bytes=tf.constant([encoded]))
         detections = {k: v.numpy()[0] for k, v in outputs.items()}
         height, width = image.shape[:2]
         if "detection_masks" in detections:
@@ -88,24 +94,54 @@ class Predictor:
         return image, detections
 
 
+class FailedImagesError(ValueError):
+    """Some images could not be read or were refused; `failures` is [(path, reason)]."""
+
+    def __init__(self, failures, total):
+        self.failures = list(failures)
+        super().__init__(f"{len(self.failures)} of {total} images failed: "
+                         + "; ".join(f"--image={p}: {r}" for p, r in self.failures))
+
+
+def _reason(message):
+    """The SavedModel's own words from an InvalidArgumentError message (the failed assertion's text)."""
+    match = re.search(r"assertion failed: \[(.*)\]", message)
+    return match.group(1) if match else message.strip().splitlines()[-1]
+
+
+def _read(path):
+    """The file's bytes; OSError / ValueError with the reason for a missing or empty file."""
+    with open(path, "rb") as f:
+        encoded = f.read()
+    if not encoded:
+        raise ValueError("empty file (0 bytes)")
+    return encoded
+
+
 def predict_files(saved_model, image_paths, output_dir, min_score=0.5):
     """Writes `<stem>.png`, `<stem>.json` per image and `detections.json`; returns all results.
 
-    `saved_model` is a SavedModel directory or a loaded `Predictor`.
+    `saved_model` is a SavedModel directory or a loaded `Predictor`. A file that cannot be read or that
+    the SavedModel refuses is skipped; after the others are written, FailedImagesError names them all.
     """
     from PIL import Image
     from rethink_tf.utils.visualize import draw_detections
 
     predictor = saved_model if isinstance(saved_model, Predictor) else Predictor(saved_model)
     os.makedirs(output_dir, exist_ok=True)
-    all_results, used_stems = [], set()
+    all_results, used_stems, failures = [], set(), []
     for position, path in enumerate(image_paths, start=1):
-        with open(path, "rb") as f:
-            encoded = f.read()
         try:
-            image, detections = predictor(encoded)
+            image, detections = predictor(_read(path))
+        except OSError as e:
+            failures.append((path, e.strerror or str(e)))
+        except ValueError as e:
+            failures.append((path, str(e)))
         except predictor.errors.InvalidArgumentError as e:
-            raise ValueError(f"--image={path}: {e.message}") from e
+            failures.append((path, _reason(e.message)))
+        if failures and failures[-1][0] == path:
+            logging.error("--image=%s: %s", path, failures[-1][1])
+            continue
         image_id = image_id_for(path, position)
         results = coco_results(image_id, detections)
         num = int(detections["num_detections"])
@@ -127,6 +163,8 @@ def predict_files(saved_model, image_paths, output_dir, min_score=0.5):
         all_results.extend(results)
     with open(os.path.join(output_dir, "detections.json"), "w") as f:
         json.dump(all_results, f)
+    if failures:
+        raise FailedImagesError(failures, len(image_paths))
     return all_results
 
 
@@ -135,11 +173,14 @@ def main(argv):
     for name in ("saved_model", "image", "output_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
-    for path in FLAGS.image:
-        if not os.path.isfile(path):
-            raise app.UsageError(f"--image={path}: no such file")
     try:
         predict_files(FLAGS.saved_model, FLAGS.image, FLAGS.output_dir, FLAGS.min_score)
+    except FailedImagesError as e:
+        for path, reason in e.failures:
+            print(f"error: --image={path}: {reason}", file=sys.stderr)
+        print(f"error: {len(e.failures)} of {len(FLAGS.image)} images failed; detections.json holds "
+              "the others", file=sys.stderr)
+        sys.exit(1)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -1,7 +1,9 @@
 """Trains a model: `python -m rethink_tf.train --gin_file=FILE [--gin_file=MORE] [--gin_bindings='a.b = 1'] --model_dir=DIR`.
 
-Resumes from the latest checkpoint in DIR when restarted with the same command. Writes DIR/config.gin,
-DIR/label_map.json, checkpoints, TensorBoard events (DIR/train, DIR/eval) and DIR/metrics.jsonl.
+Resumes from the latest checkpoint in DIR when restarted with the same command; refuses (exit 2, naming
+the fields) a DIR whose checkpoints were trained with another model or inference configuration. Writes
+DIR/config.gin, DIR/run_config.json, DIR/label_map.json, checkpoints, TensorBoard events (DIR/train,
+DIR/eval) and DIR/metrics.jsonl.
 """
 
 import os
@@ -30,12 +32,12 @@ def main(argv):
         sys.exit(2)
     from rethink_tf.training import distribute, experiment
 
+    from rethink_tf.training.run_record import RunMismatchError
+
     strategy = distribute.get_strategy()
-    if distribute.is_chief(strategy):
-        experiment.write_config(FLAGS.model_dir)
-    try:
+    try:  # experiment writes DIR/config.gin once it has checked DIR's checkpoints are of this configuration
         experiment.experiment(FLAGS.model_dir, strategy)
-    except FileNotFoundError as e:  # missing data or weight files: raised at start-up
+    except (FileNotFoundError, RunMismatchError) as e:  # missing files, a foreign DIR: raised at start-up
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -4,9 +4,23 @@
 `resize_and_pad` + `normalize_image` the input pipeline calls, with the run's eval sizes) and the
 label -> category table, and exposes three signatures:
 
-- `serving_default(images)`: uint8 [B, H, W, 3] RGB, any H, W.
-- `image_bytes(image_bytes)`: string [B], encoded JPEG / PNG / GIF / BMP; sizes may differ.
+- `serving_default(images)`: uint8 [B, H, W, C] with C = 3 (RGB), 1 (gray: copied to R, G, B) or 4
+  (RGBA: alpha dropped, as PIL's convert("RGB") does).
+- `image_bytes(image_bytes)`: string [B], encoded JPEG / PNG / GIF / BMP; sizes may differ; gray and
+  RGBA files are decoded to RGB the same way.
 - `tf_example(serialized_tf_example)`: string [B], serialized tf.Example with `image/encoded`.
+
+Input limits, checked per image at each signature's entry (an InvalidArgumentError naming the input,
+the image's index and size; the whole request fails):
+- each side of the original image >= MIN_IMAGE_SIDE (8) pixels: below that there is no picture to
+  speak of, only an upsampled block of a few pixels (typically a broken decode or a placeholder);
+- after the eval resize (shorter side -> short_side, longer side capped at max_size) the shorter side
+  >= MIN_RESIZED_SIDE (32) pixels, or >= short_side if that is smaller: one cell of the stride-32 level
+  (P5), the coarsest level the box and mask heads pool from. An image thinner than that is mostly
+  padding to the network, and a model trained on COCO-like images answers it with confident
+  1-pixel-thick boxes. Equivalently the aspect ratio (longer / shorter side) must be at most
+  max_size / 32: 41.6 for the paper's 800 / 1333 px, 4 for the quickstart's 128 / 128 px.
+An empty batch (B = 0) returns empty outputs with the shapes below (B = 0, H = W = 0).
 
 Every signature returns (D = the model's max detections, 100 by default; H, W = the largest
 original image height / width in the batch):
@@ -39,6 +53,9 @@ from rethink_tf.ops import masks as mask_ops
 
 # Leading bytes of the formats tf.io.decode_image understands.
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+# Input limits in pixels (module docstring).
+MIN_IMAGE_SIDE = 8
+MIN_RESIZED_SIDE = 32
 
 
 class _Untracked:
@@ -111,18 +128,15 @@ class DetectionExportModule(tf.Module):
 
     # ---- signatures ---------------------------------------------------------------------------
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
     def serve_images(self, images):
-        """uint8 [B, H, W, 3] RGB -> detections (see module docstring)."""
-        shape = tf.shape(images)
-        with tf.control_dependencies([
-                tf.debugging.assert_positive(
-                    shape[1:3], message="serving_default: images must have height and width > 0"),
-        ]):
-            canvases, image_info = tf.map_fn(
-                self._preprocess, images,
-                fn_output_signature=(tf.TensorSpec([self._canvas_size] * 2 + [3], tf.float32),
-                                     tf.TensorSpec([4, 2], tf.float32)))
+        """uint8 [B, H, W, C] RGB / gray / RGBA -> detections (see module docstring)."""
+        images = _to_rgb(images, "serving_default: images")
+        canvases, image_info = tf.map_fn(
+            lambda args: self._preprocess(self._check_image(args[0], "serving_default: images", args[1])),
+            (images, tf.range(tf.shape(images)[0])),
+            fn_output_signature=(tf.TensorSpec([self._canvas_size] * 2 + [3], tf.float32),
+                                 tf.TensorSpec([4, 2], tf.float32)))
         return self.detect(canvases, image_info)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
@@ -150,6 +164,8 @@ class DetectionExportModule(tf.Module):
                 "canvas_size": self._canvas_size, "pixel_mean": list(self._pixel_mean),
                 "pixel_std": None if self._pixel_std is None else list(self._pixel_std),
                 "paste_masks": self._paste_masks, "mask_threshold": self._mask_threshold,
+                "min_image_side": MIN_IMAGE_SIDE,
+                "min_resized_side": min(MIN_RESIZED_SIDE, self._short_side),
                 "outputs": sorted(self._output_names())}
 
     def _output_names(self):
@@ -168,6 +184,25 @@ class DetectionExportModule(tf.Module):
                 "tf_example": self.serve_tf_example.get_concrete_function()}
 
     # ---- pieces -------------------------------------------------------------------------------
+
+    def _check_image(self, image, what, index):
+        """uint8 [h, w, 3] -> the same image, after asserting the input limits (module docstring)."""
+        shape = tf.shape(image)
+        h, w = shape[0], shape[1]
+        min_side = tf.minimum(h, w)
+        resized_h, resized_w = preprocess.scaled_size(tf.maximum(h, 1), tf.maximum(w, 1),
+                                                      self._short_side, self._max_size)
+        resized_min = tf.minimum(resized_h, resized_w)
+        need = min(MIN_RESIZED_SIDE, self._short_side)
+        ok = tf.logical_and(min_side >= MIN_IMAGE_SIDE, resized_min >= need)
+        message = tf.strings.format(
+            what + "[{}] is {}x{} px (height x width): the detector cannot mean anything on it. Each "
+            f"side must be >= {MIN_IMAGE_SIDE} px, and after the eval resize (shorter side -> "
+            f"{self._short_side}, longer side <= {self._max_size}) the shorter side must be >= {need} px "
+            f"(aspect ratio <= {self._max_size / need:.4g}); it would be {{}}x{{}}.",
+            (index, h, w, resized_h, resized_w))
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+            return tf.identity(image)
 
     def _preprocess(self, image):
         """uint8 [h, w, 3] -> (normalized canvas float32 [C, C, 3], image_info float32 [4, 2])."""
@@ -190,7 +225,7 @@ class DetectionExportModule(tf.Module):
             with tf.control_dependencies([tf.debugging.Assert(is_image, [message])]):
                 # The input pipeline's decoder: the same pixels as in training (accurate JPEG IDCT).
                 image = preprocess.decode_image_bytes(data)
-            return self._preprocess(image)
+            return self._preprocess(self._check_image(image, what, index))
 
         return tf.map_fn(
             one, (encoded, tf.range(tf.shape(encoded)[0])),
@@ -260,6 +295,22 @@ class DetectionExportModule(tf.Module):
             pasted = tf.cast(pasted, tf.uint8) * tf.cast(keep, tf.uint8)[:, None, None]
             return tf.pad(pasted, [[0, 0], [0, max_hw[0] - hw[0]], [0, max_hw[1] - hw[1]]])
 
-        return tf.map_fn(one, (box_masks, boxes, image_shape, valid),
-                         fn_output_signature=tf.TensorSpec([None, None, None], tf.uint8),
-                         parallel_iterations=1)
+        # An empty batch: map_fn cannot stack zero masks of unknown size, and there are none to paste.
+        return tf.cond(
+            tf.shape(box_masks)[0] > 0,
+            lambda: tf.map_fn(one, (box_masks, boxes, image_shape, valid),
+                              fn_output_signature=tf.TensorSpec([None, None, None], tf.uint8),
+                              parallel_iterations=1),
+            lambda: tf.zeros([0, tf.shape(box_masks)[1], 0, 0], tf.uint8))
+
+
+def _to_rgb(images, what):
+    """uint8 [B, H, W, C], C in {1, 3, 4} -> [B, H, W, 3]: gray copied to R, G, B; alpha dropped."""
+    channels = tf.shape(images)[-1]
+    ok = tf.reduce_any(tf.equal(channels, [1, 3, 4]))
+    message = tf.strings.format(what + " have {} channels; expected 3 (RGB), 1 (gray) or 4 (RGBA)",
+                                channels)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+        rgb = tf.cond(tf.equal(channels, 1), lambda: tf.tile(images[..., :1], [1, 1, 1, 3]),
+                      lambda: images[..., :3])
+    return tf.ensure_shape(rgb, [None, None, None, 3])

@@ -6,6 +6,10 @@ A training run's DIR holds `config.gin` (the parsed gin configuration), `label_m
 From these we rebuild exactly the evaluated model: `build_model(num_classes=K)` under the run's
 gin bindings, the eval preprocessing (`build_dataset` parameters in the `eval/` scope, falling back
 to unscoped bindings and then to `build_dataset`'s defaults) and the label map.
+
+Before that, `check_run_dir` refuses a config.gin that is not the one the checkpoint was trained with
+(`rethink_tf.training.run_record`: the record in the checkpoint and DIR/run_config.json); bindings
+given on top (`extra_bindings`, the CLIs' --gin_bindings) are deliberate changes and apply after it.
 """
 import dataclasses
 import inspect
@@ -15,6 +19,7 @@ import os
 
 import gin
 import tensorflow as tf
+from absl import logging
 
 CONFIG_FILE = "config.gin"
 LABEL_MAP_FILE = "label_map.json"
@@ -120,18 +125,50 @@ def restore_model(model, checkpoint):
     return model
 
 
+def _build(categories, checkpoint):
+    from rethink_tf.modeling.factory import build_model
+    kwargs = {} if checkpoint_has_masks(checkpoint) else {"mask": False}
+    return build_model(num_classes=len(categories), **kwargs)
+
+
+def check_run_dir(model_dir, checkpoint=None):
+    """Refuses a DIR/config.gin that is not what the checkpoint was trained with.
+
+    Parses DIR/config.gin alone (leaves it parsed), rebuilds the run record (`run_record.describe`) and
+    compares it with the checkpoint's record and DIR/run_config.json.
+
+    Returns:
+        (model built from config.gin without weights, categories, run record, checkpoint path).
+    Raises:
+        run_record.RunMismatchError naming the differing fields; FileNotFoundError for missing files.
+    """
+    from rethink_tf.training import run_record
+    checkpoint = resolve_checkpoint(model_dir, checkpoint)
+    categories = read_label_map(model_dir)
+    parse_config(model_dir)
+    model = _build(categories, checkpoint)
+    record = run_record.describe(model, [c["id"] for c in categories])
+    run_record.check(record, model_dir, checkpoint, CONFIG_FILE,
+                     advice=f"Put back the run's own {CONFIG_FILE} ({run_record.RECORD_FILE} records what it "
+                            "was trained with); pass intended changes as --gin_bindings.")
+    return model, categories, record, checkpoint
+
+
 def load_model(model_dir, checkpoint=None, extra_bindings=()):
-    """Rebuilds and restores a run's model.
+    """Rebuilds and restores a run's model, after `check_run_dir`; `extra_bindings` apply after the check.
 
     Returns:
         (model, categories [{"id", "name"}], InferenceConfig, checkpoint path).
     """
-    checkpoint = resolve_checkpoint(model_dir, checkpoint)
-    categories = read_label_map(model_dir)
-    parse_config(model_dir, extra_bindings)
-    from rethink_tf.modeling.factory import build_model
-    kwargs = {} if checkpoint_has_masks(checkpoint) else {"mask": False}
-    model = build_model(num_classes=len(categories), **kwargs)
+    model, categories, record, checkpoint = check_run_dir(model_dir, checkpoint)
+    if extra_bindings:
+        from rethink_tf.training import run_record
+        parse_config(model_dir, extra_bindings)
+        model = _build(categories, checkpoint)
+        changed, _ = run_record.compare(record, run_record.describe(model, [c["id"] for c in categories]),
+                                        CONFIG_FILE, "--gin_bindings")
+        for line in changed:
+            logging.info("Overridden: %s", line)
     model.build_networks()
     restore_model(model, checkpoint)
     return model, categories, inference_config(), checkpoint

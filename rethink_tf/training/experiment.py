@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from rethink_tf.evaluation import coco_evaluator, eval_loop
+from rethink_tf.training import run_record
 from rethink_tf.training import schedule as schedule_lib
 from rethink_tf.training import trainer as trainer_lib
 
@@ -158,6 +159,10 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
                max_steps: int | None = None, backbone_weights: str | None = None):
     """Trains (resuming from DIR if it holds checkpoints) with periodic COCO evaluation.
 
+    Writes DIR/config.gin, DIR/run_config.json (`run_record`: what the run is trained with, also stored in
+    every checkpoint), DIR/label_map.json and the image ids, after refusing (`run_record.RunMismatchError`)
+    a DIR whose latest checkpoint was trained with another model or inference configuration.
+
     Args:
       model_dir: output directory.
       strategy: from `distribute.get_strategy()`.
@@ -182,12 +187,6 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     logging.info("Schedule: %s", spec)
     from rethink_tf.training import distribute
 
-    if distribute.is_chief(strategy):
-        write_label_map(model_dir, train_source)
-        from rethink_tf.data.sources import write_image_ids
-
-        write_image_ids(train_source, model_dir)
-
     def dataset_fn(input_context):
         with gin.config_scope("train"):
             return build_dataset(train_source, training=True, global_batch_size=global_batch_size,
@@ -206,9 +205,26 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
             images = {"eval/predictions": drawn} if drawn is not None and len(drawn) else {}
             return coco_evaluator.flatten_metrics(metrics), images
 
+    record_variable = run_record.checkpoint_variable()
     trainer = trainer_lib.Trainer(model_dir, strategy, model_builder(train_source, backbone_weights, model_dir), dataset_fn, spec,
                                   global_batch_size, eval_fn=eval_fn,
-                                  after_first_step=lambda: write_config(model_dir, operative=True))
+                                  after_first_step=lambda: write_config(model_dir, operative=True),
+                                  extra_checkpoint_items={run_record.RECORD_KEY: record_variable})
+    # Before any file of DIR is (over)written: a DIR holding checkpoints of another configuration is refused.
+    record = run_record.describe(trainer.model, [c["id"] for c in train_source.categories])
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest:
+        run_record.check(record, model_dir, latest, "this configuration",
+                         advice=f"Train in a new --model_dir, or with the configuration of the run in {model_dir}.")
+    if distribute.is_chief(strategy):
+        write_config(model_dir)
+        run_record.write(model_dir, record)
+        write_label_map(model_dir, train_source)
+        from rethink_tf.data.sources import write_image_ids
+
+        write_image_ids(train_source, model_dir)
+    trainer.restore_or_initialize()
+    record_variable.assign(run_record.to_json(record))  # after the restore: checkpoints record this configuration
     return trainer.train(max_steps=max_steps)
 
 

@@ -108,6 +108,8 @@ class Trainer:
       jit_compile: XLA-compile each replica's forward and backward pass.
       checkpoint_data_position: checkpoint the tf.data iterators (exact, cheap resume).
       seed: global random seed (keras.utils.set_random_seed) set before the model is built.
+      extra_checkpoint_items: more trackables {name: object} saved in and restored from every checkpoint
+        (e.g. the run record, `run_record.checkpoint_variable()`).
     """
 
     def __init__(self, model_dir: str, strategy: tf.distribute.Strategy, model_fn: Callable,
@@ -116,7 +118,8 @@ class Trainer:
                  weight_decay: float = 1e-4, checkpoint_every: int = 2000, keep_checkpoints: int = 5,
                  log_every: int = 20, summary_every: int = 100, eval_every: int | None = 10_000,
                  mixed_precision: str | None = None, jit_compile: bool = False,
-                 checkpoint_data_position: bool = True, seed: int | None = 0):
+                 checkpoint_data_position: bool = True, seed: int | None = 0,
+                 extra_checkpoint_items: dict | None = None):
         if mixed_precision not in (None, "mixed_bfloat16", "mixed_float16"):
             raise ValueError(f"Trainer.mixed_precision must be None, 'mixed_bfloat16' or 'mixed_float16', "
                              f"got {mixed_precision!r}")
@@ -142,6 +145,7 @@ class Trainer:
         self.chief = distribute.is_chief(strategy)
         self.worker_id = distribute.worker_index(strategy)
         self._dataset_fn = dataset_fn
+        self._extra_checkpoint_items = dict(extra_checkpoint_items or {})
 
         if seed is not None:
             keras.utils.set_random_seed(seed)
@@ -187,7 +191,7 @@ class Trainer:
         self._decay_mask, self._lr_multipliers = list(groups.decay_mask), list(groups.lr_multipliers)
         self._checkpointer = checkpointing.ModelCheckpointer(
             self.model_dir, {"model_variables": checkpointing.model_trackable(self.model), "optimizer": self.optimizer,
-                             **{f"seen_{k}": v for k, v in self.samples.items()}},
+                             **{f"seen_{k}": v for k, v in self.samples.items()}, **self._extra_checkpoint_items},
             max_to_keep=self._keep, chief=self.chief, worker_id=self.worker_id)
         self._checkpointer.check_tracked(self.model.weights)
         self._built = True
