@@ -109,9 +109,12 @@ class CocoSource(DataSource):
         from the images that have at least one usable non-crowd annotation, so N images means N training
         images (the paper's 35k/10k/3.5k/1k regimes). Smaller subsets with the same seed are nested.
       subset_seed: seed of the subset.
-      skip_missing_images: skip (and count) images whose file is missing instead of failing at start-up.
-      validate_images: fully decode every image at start-up and fail listing the undecodable ones (slow on
-        big sets). Without it, an undecodable file fails when first read, with an error naming the file.
+      skip_missing_images: skip (with a warning, counted by reason) images whose file is missing, empty,
+        not an image or of another size than the json says, instead of failing at start-up with an
+        `ImageFileError` listing them. Both read only each file's header (`coco.check_image_file`).
+      validate_images: also fully decode every image at start-up and fail listing the undecodable ones
+        (slow on big sets). Without it, a file whose header is good but whose pixel data is corrupt
+        fails when first read, with an error naming the file.
       use_keypoints: read keypoints when the json has them.
     """
 
