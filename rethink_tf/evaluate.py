@@ -7,11 +7,12 @@ TensorBoard (DIR/eval).
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from rethink_tf.utils import cli  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Training output directory holding config.gin and checkpoints.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (default: the latest in model_dir).")
@@ -26,21 +27,12 @@ def main(argv):
     from rethink_tf.training import config
 
     config_file = os.path.join(FLAGS.model_dir, "config.gin")
-    try:
-        config.parse([config_file], FLAGS.gin_bindings)
-    except config.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    config.parse([config_file], FLAGS.gin_bindings)
     from rethink_tf.training import experiment
 
-    try:
-        metrics = experiment.evaluate_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
-    except (FileNotFoundError, ValueError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    metrics = experiment.evaluate_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
     print(json.dumps(metrics, indent=1))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -58,6 +58,9 @@ def main(argv):
             raise app.UsageError(f"--{name} is required")
     from rethink_tf.serving.model_dir import IncompleteCheckpointError
     from rethink_tf.training.config import ConfigError
+    from rethink_tf.utils import cli
+
+    cli.check_output_dir("export_dir", FLAGS.export_dir)
     try:
         export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
                FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite)
@@ -67,4 +70,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from rethink_tf.utils import cli
+
+    cli.run(main)

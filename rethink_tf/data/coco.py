@@ -44,6 +44,8 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from rethink_tf.utils.validate import ConfigError, InputError
+
 # COCO's person keypoint order; used when a keypoint file lacks names.
 COCO_KEYPOINT_NAMES = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
@@ -168,8 +170,12 @@ def check_segmentation(segm, height, width):
     return (good if first else segm), first
 
 
+class CocoFormatError(InputError):
+    """The annotation json is malformed; the message names the file (and the annotation id)."""
+
+
 def _fail(annotation_file, message):
-    raise ValueError(f"{annotation_file}: {message}")
+    raise CocoFormatError(f"{annotation_file}: {message}")
 
 
 _HOW_TO_PROVIDE = (
@@ -183,7 +189,7 @@ class DataNotFoundError(FileNotFoundError, ValueError):
     """A dataset file or folder is missing; the message says where it was looked for and how to provide it."""
 
 
-class ImageFileError(ValueError):
+class ImageFileError(InputError):
     """Image files are missing, empty or not images; the message lists them (file names and count)."""
 
 
@@ -385,9 +391,9 @@ def select_subset(image_ids, subset_size, subset_seed):
     if subset_size is None:
         return ids
     if not isinstance(subset_size, int) or subset_size <= 0:
-        raise ValueError(f"subset_size must be a positive int or None, got {subset_size!r}")
+        raise ConfigError(f"subset_size must be a positive int or None, got {subset_size!r}")
     if subset_size > len(ids):
-        raise ValueError(f"subset_size={subset_size} exceeds the {len(ids)} available images")
+        raise ConfigError(f"subset_size={subset_size} exceeds the {len(ids)} available images")
     order = np.random.default_rng(subset_seed).permutation(len(ids))
     return sorted(ids[i] for i in order[:subset_size])
 

@@ -29,6 +29,7 @@ from pycocotools.coco import COCO
 
 from rethink_tf.data import coco as coco_lib
 from rethink_tf.data import masks as mask_lib
+from rethink_tf.utils import validate
 
 
 def coco_from_dict(dataset):
@@ -120,6 +121,14 @@ class CocoSource(DataSource):
 
     def __init__(self, annotation_file, image_dir, *, root=None, name=None, subset_size=None, subset_seed=0,
                  skip_missing_images=False, validate_images=False, use_keypoints=True):
+        validate.path("CocoSource.annotation_file", annotation_file)
+        validate.path("CocoSource.image_dir", image_dir)
+        validate.path("CocoSource.root", root, allow_none=True)
+        validate.string("CocoSource.name", name, allow_none=True)
+        validate.integer("CocoSource.subset_size", subset_size, minimum=1, allow_none=True)
+        validate.integer("CocoSource.subset_seed", subset_seed)
+        for flag in ("skip_missing_images", "validate_images", "use_keypoints"):
+            validate.boolean(f"CocoSource.{flag}", locals()[flag])
         if root is not None:
             root = os.path.expanduser(os.fspath(root))
             annotation_file = os.path.join(root, os.fspath(annotation_file))
@@ -251,8 +260,13 @@ class SyntheticShapesSource(CocoSource):
     def __init__(self, split="train", *, data_dir=None, num_train_images=2000, num_val_images=500,
                  image_size=128, subset_size=None, subset_seed=0):
         from rethink_tf.data import synthetic_shapes  # local: keeps module import light
-        if split not in ("train", "val"):
-            raise ValueError(f'SyntheticShapesSource split must be "train" or "val", got {split!r}')
+        validate.one_of("SyntheticShapesSource.split", split, ("train", "val"))
+        validate.path("SyntheticShapesSource.data_dir", data_dir, allow_none=True)
+        for name, value in (("num_train_images", num_train_images), ("num_val_images", num_val_images)):
+            validate.integer(f"SyntheticShapesSource.{name}", value, minimum=1)
+        validate.integer("SyntheticShapesSource.image_size", image_size, minimum=32)
+        validate.integer("SyntheticShapesSource.subset_size", subset_size, minimum=1, allow_none=True)
+        validate.integer("SyntheticShapesSource.subset_seed", subset_seed)
         root = synthetic_shapes.ensure_generated(
             data_dir or _cache_root(), num_train_images=num_train_images, num_val_images=num_val_images,
             image_size=image_size)

@@ -7,6 +7,8 @@ import os
 
 import gin
 
+from rethink_tf.utils.validate import ConfigError  # noqa: F401  (defined with the checks it comes from)
+
 # Modules that register gin configurables; all are imported before parsing so that a misspelled
 # configurable or parameter is reported at parse time instead of when the model is built.
 CONFIGURABLE_MODULES = (
@@ -20,10 +22,6 @@ CONFIGURABLE_MODULES = (
     "rethink_tf.training.trainer",
     "rethink_tf.training.experiment",
 )
-
-
-class ConfigError(ValueError):
-    """A gin file or binding is invalid; the message names it."""
 
 
 def import_configurables() -> None:

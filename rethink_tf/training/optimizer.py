@@ -11,6 +11,8 @@ from __future__ import annotations
 import gin
 import keras
 
+from rethink_tf.utils import validate
+
 
 def norm_layer_types() -> tuple[type, ...]:
     """The layer classes whose variables get no weight decay.
@@ -80,5 +82,7 @@ def build_optimizer(learning_rate, momentum: float = 0.9, nesterov: bool = False
       momentum: momentum coefficient.
       nesterov: Nesterov momentum (off in every official recipe).
     """
+    validate.number("build_optimizer.momentum", momentum, minimum=0, maximum=1, exclusive_maximum=True)
+    validate.boolean("build_optimizer.nesterov", nesterov)
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
 

@@ -3,9 +3,7 @@
 Before: the file failed only when first read, mid-run, inside a 114-line TF traceback.
 """
 
-import os
-import subprocess
-import sys
+import json
 import time
 
 import pytest
@@ -13,7 +11,7 @@ import pytest
 from rethink_tf.data import coco as coco_lib
 from rethink_tf.data.sources import CocoSource
 
-from .conftest import COCO128, REPO, coco128_subset
+from .coco_faults import COCO128, coco128_subset, run_train
 
 
 def test_zero_byte_image_fails_at_source_construction(tmp_path, caplog):
@@ -36,7 +34,6 @@ def test_header_check_is_cheap():
     """128 coco128 files: well under a second (the check reads only each file's header)."""
     if not COCO128.exists():
         pytest.skip(f"real COCO data not found at {COCO128}")
-    import json
     images = {im["id"]: im for im in json.loads(
         (COCO128 / "annotations" / "instances_train2017.json").read_text())["images"]}
     start = time.perf_counter()
@@ -50,12 +47,7 @@ def test_zero_byte_image_through_the_train_cli(tmp_path):
     ann_file, image_dir, dataset = coco128_subset(data, num_images=2)
     empty = dataset["images"][1]["file_name"]
     (image_dir / empty).write_bytes(b"")
-    bindings = [f'CocoSource.root = "{data}"', 'CocoSource.annotation_file = "ann.json"',
-                'CocoSource.image_dir = "images"', "CocoSource.subset_size = None"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "rethink_tf.train", "--gin_file=gin_configs/coco128_overfit.gin",
-         *[f"--gin_bindings={b}" for b in bindings], f"--model_dir={tmp_path / 'run'}"],
-        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
+    proc = run_train(tmp_path, data)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert f"empty (0 bytes): {image_dir / empty}" in proc.stderr

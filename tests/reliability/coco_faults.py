@@ -1,4 +1,4 @@
-"""Faults injected for real (issue 8): a tiny COCO dir built from real coco128 images and annotations.
+"""Faults injected for real (issue 8): tiny COCO dirs built from real coco128 images and annotations.
 
 Images are copied into pytest's tmp dir (never into the repository), so a test can break one of them.
 """
@@ -39,6 +39,18 @@ def coco128_subset(root, num_images=2):
     return ann_file, image_dir, dataset
 
 
-def pytest_configure(config):
-    # pycocotools 2.0.x + numpy 2 warns on every decode; not ours to fix.
-    config.addinivalue_line("filterwarnings", "ignore:__array__ implementation doesn't accept a copy keyword")
+def run_train(tmp_path, data_root, *bindings, flags=(), model_dir=None, timeout=300):
+    """Runs `python -m rethink_tf.train` (coco128_overfit.gin on the COCO dir from `coco128_subset`).
+
+    Returns the subprocess.CompletedProcess (text stdout / stderr).
+    """
+    import subprocess
+    import sys
+    data = [f'CocoSource.root = "{data_root}"', 'CocoSource.annotation_file = "ann.json"',
+            'CocoSource.image_dir = "images"', "CocoSource.subset_size = None"]
+    return subprocess.run(
+        [sys.executable, "-m", "rethink_tf.train", "--gin_file=gin_configs/coco128_overfit.gin",
+         *[f"--gin_bindings={b}" for b in (*data, *bindings)],
+         f"--model_dir={model_dir or tmp_path / 'run'}", *flags],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True, text=True, timeout=timeout)
