@@ -19,7 +19,8 @@ How bad input is handled (each case has a test in tests/data/test_bad_input.py):
   regions included. One warning names the file, the counts and a few annotation ids with the reason.
   The repaired annotations are what both training (`CocoSource.load_example`) and evaluation
   (`CocoSource.coco_gt`) see.
-- bbox with a non-finite value: skipped as "degenerate_box".
+- bbox with a non-finite value: skipped as "degenerate_box". An "area" that is not a finite number >= 0
+  (COCOeval compares it with its area ranges) is dropped and recomputed from the box ("invalid_area").
 - crowd annotations are kept and flagged (the model ignores crowd regions, as COCO tools do).
 - images with no annotation, or only crowd ones, are kept for evaluation; training skips them
   (`CocoIndex.training_image_ids`), counted as "images_without_training_instances".
@@ -359,14 +360,19 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
         if has_keypoints and "keypoints" in a and len(a["keypoints"]) != 3 * len(keypoint_names):
             _fail(annotation_file, f"annotation id {ann_id} has {len(a['keypoints'])} keypoint values, "
                                    f"expected {3 * len(keypoint_names)}")
+        if "area" in a and not (_is_number(a["area"]) and a["area"] >= 0):
+            segmentation_problems.append((ann_id, f"area {a['area']!r} is not a number >= 0"))
+            skipped["invalid_area"] += 1
+            a = {k: v for k, v in a.items() if k != "area"}  # CocoSource.coco_gt recomputes it from the box
         a = dict(a, clipped_bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)])
         annotations[a["image_id"]].append(a)
 
     if segmentation_problems:
         logging.warning(
-            "%s: %d annotation(s) have segmentations pycocotools cannot take: %d repaired (bad polygons "
-            "dropped), %d skipped (nothing usable left); e.g. %s", annotation_file, len(segmentation_problems),
-            skipped["repaired_segmentation"], skipped["invalid_segmentation"],
+            "%s: %d annotation(s) have segmentations or areas pycocotools cannot take: %d repaired (bad "
+            "polygons dropped), %d skipped (nothing usable left), %d areas recomputed from the box; e.g. %s",
+            annotation_file, len(segmentation_problems), skipped["repaired_segmentation"],
+            skipped["invalid_segmentation"], skipped["invalid_area"],
             "; ".join(f"annotation id {i}: {p}" for i, p in segmentation_problems[:5]))
     index = CocoIndex(annotation_file, image_dir, images, dict(annotations), categories, {},
                       has_masks, has_keypoints, keypoint_names, raw)

@@ -7,7 +7,6 @@ evaluation inside pycocotools (`TypeError: Argument 'bb' has incorrect type`).
 import json
 import math
 
-import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
@@ -30,8 +29,9 @@ def _break_segmentations(dataset):
     by_id[1058555]["segmentation"].append(["a", "b", "c", "d", "e", "f"])  # non-numeric after a valid one
     by_id[1913551]["segmentation"].append(valid[:7])                       # odd length after a valid one
     by_id[598548]["segmentation"] = {"size": [100, 100], "counts": [5000, 5000]}  # RLE of another size
+    by_id[599491]["area"] = "big"                                          # COCOeval compares it with floats
     return {1038967: "repaired", 1039564: "skipped", 1058555: "repaired", 1913551: "repaired",
-            598548: "skipped"}
+            598548: "skipped", 599491: "area"}
 
 
 def test_malformed_segmentations_found_at_load_and_evaluation_runs(tmp_path, caplog):
@@ -53,6 +53,7 @@ def test_malformed_segmentations_found_at_load_and_evaluation_runs(tmp_path, cap
               "segmentation": encode_mask(valid_mask)}
     metrics = coco_metrics(gt, [result], "segm")
     assert metrics["AP50"] > 0
+    assert coco_metrics(gt, [result], "bbox")["AP50"] > 0
     kept = {a["id"] for a in gt.dataset["annotations"]}
     assert not kept & {i for i, what in faults.items() if what == "skipped"}
     assert {i for i, what in faults.items() if what == "repaired"} <= kept
@@ -62,9 +63,10 @@ def test_malformed_segmentations_found_at_load_and_evaluation_runs(tmp_path, cap
     assert source.index.skipped["repaired_segmentation"] == 3
     assert source.index.skipped["invalid_segmentation"] == 2
     warning = next(r.getMessage() for r in caplog.records if "pycocotools cannot take" in r.getMessage())
+    assert source.index.skipped["invalid_area"] == 1
     assert str(ann_file) in warning and "3 repaired" in warning and "2 skipped" in warning
-    for ann_id in list(faults)[:5]:
-        assert f"annotation id {ann_id}" in warning
+    assert "6 annotation(s)" in warning
+    assert sum(f"annotation id {ann_id}:" in warning for ann_id in faults) == 5  # a few examples, named
 
     # training sees the same repaired polygons: the repaired annotation's mask is the valid polygon's
     _, _, _, _, masks, _ = source.load_example(9, mask_crop_size=28)
