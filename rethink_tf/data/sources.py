@@ -147,7 +147,7 @@ class CocoSource(DataSource):
         if validate_images:
             bad = coco_lib.find_undecodable_images(self.index, self.image_ids)
             if bad:
-                raise ValueError(f"{len(bad)} undecodable image(s) in {image_dir}: "
+                raise validate.InputError(f"{len(bad)} undecodable image(s) in {image_dir}: "
                                  + "; ".join(msg for _, msg in bad[:5]))
         trainable = set(self.index.training_image_ids)
         self._training_image_ids = [i for i in self.image_ids if i in trainable]
@@ -211,7 +211,7 @@ class CocoSource(DataSource):
         """
         ids = self.training_image_ids if training else self.image_ids
         if not ids:
-            raise ValueError(f"source {self.name}: no images to {'train on' if training else 'evaluate'}")
+            raise validate.InputError(f"source {self.name}: no images to {'train on' if training else 'evaluate'}")
         ds = _shard(tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int64)), input_context)
         if training:
             ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True).repeat()

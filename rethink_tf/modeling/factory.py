@@ -29,7 +29,7 @@ def _resolve_norms(norm, backbone_norm, fpn_norm, head_norm):
     for part, kind in (("norm", norm), ("backbone_norm", backbone_norm), ("fpn_norm", fpn_norm),
                        ("head_norm", head_norm)):
         if kind not in NORM_KINDS:
-            raise ValueError(f"build_model.{part} = {kind!r}; expected one of {NORM_KINDS}.")
+            raise validate.ConfigError(f"build_model.{part} = {kind!r}; expected one of {NORM_KINDS}.")
     return backbone_norm, fpn_norm, head_norm
 
 
@@ -154,7 +154,7 @@ def build_model(num_classes,
         fc_dim = box_fc_dim or 1024
     else:
         if backbone_norm != "none":
-            raise ValueError("build_model: the VGG-16 body has no normalization; set norm='none' "
+            raise validate.ConfigError("build_model: the VGG-16 body has no normalization; set norm='none' "
                              f"(got backbone_norm={backbone_norm!r}).")
         body = VGG16(width_multiplier=vgg_width_multiplier, freeze_at=freeze_at, name="backbone")
         fpn = None

@@ -24,7 +24,7 @@ def _tf_config() -> dict:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from e
+        raise validate.ConfigError(f"TF_CONFIG is not valid JSON: {e}") from e
 
 
 def num_workers_in_tf_config() -> int:
@@ -103,7 +103,7 @@ def get_strategy(kind: str = "auto", tpu_address: str | None = None, devices: li
     if kind == "tpu":
         resolver = _tpu_resolver(tpu_address)
         if resolver is None:
-            raise ValueError(f"get_strategy: no TPU found (tpu_address={tpu_address!r})")
+            raise validate.ConfigError(f"get_strategy: no TPU found (tpu_address={tpu_address!r})")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)

@@ -125,7 +125,7 @@ def eval_dataset(source, eval_batch_size: int):
 def step_of_checkpoint(path: str) -> int:
     match = re.search(r"ckpt-(\d+)$", path or "")
     if not match:
-        raise ValueError(f"cannot read the step from checkpoint path {path!r} (expected .../ckpt-<step>)")
+        raise validate.InputError(f"cannot read the step from checkpoint path {path!r} (expected .../ckpt-<step>)")
     return int(match.group(1))
 
 

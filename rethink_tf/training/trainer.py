@@ -138,7 +138,8 @@ class Trainer:
                             checkpoint_data_position=checkpoint_data_position, seed=seed)
         num_replicas = strategy.num_replicas_in_sync
         if global_batch_size % num_replicas:
-            raise ValueError(f"global batch {global_batch_size} is not divisible by the {num_replicas} replicas")
+            raise validate.ConfigError(f"experiment.global_batch_size = {global_batch_size} is not divisible by "
+                                       f"the {num_replicas} replicas")
         for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every),
                             ("summary_every", summary_every)):
             if value <= 0:
