@@ -8,12 +8,13 @@ appends the bbox / segm metrics to DIR/metrics.jsonl and to TensorBoard (DIR/eva
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gin  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from rethink_tf.utils import cli  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "Training output directory holding config.gin and checkpoints.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (default: the latest in model_dir).")
@@ -27,30 +28,17 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from rethink_tf.serving import model_dir as model_dir_lib
     from rethink_tf.training import config
-    from rethink_tf.training.run_record import RunMismatchError
 
     config_file = os.path.join(FLAGS.model_dir, "config.gin")
-    try:
-        if os.path.exists(config_file):  # (a missing one is named by config.parse)
-            model_dir_lib.check_run_dir(FLAGS.model_dir, FLAGS.checkpoint)
-        gin.clear_config()
-        config.parse([config_file], FLAGS.gin_bindings)
-    except (config.ConfigError, RunMismatchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    if os.path.exists(config_file):  # (a missing one is named by config.parse)
+        model_dir_lib.check_run_dir(FLAGS.model_dir, FLAGS.checkpoint)
+    gin.clear_config()
+    config.parse([config_file], FLAGS.gin_bindings)
     from rethink_tf.training import experiment
 
-    try:
-        metrics = experiment.evaluate_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
-    except (FileNotFoundError, ValueError) as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    metrics = experiment.evaluate_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
     print(json.dumps(metrics, indent=1))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -10,7 +10,6 @@ tf.Example with `image/encoded`); `rethink_tf.serving.export_module` documents i
 The SavedModel needs only TensorFlow to load and run.
 """
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -61,19 +60,13 @@ def main(argv):
     for name in ("model_dir", "export_dir"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
-    from rethink_tf.serving.model_dir import IncompleteCheckpointError
-    from rethink_tf.training.config import ConfigError
-    from rethink_tf.training.run_record import RunMismatchError
-    try:
-        export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
-               FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite)
-    except RunMismatchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except (FileNotFoundError, FileExistsError, ConfigError, IncompleteCheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    from rethink_tf.utils import cli
 
+    cli.check_output_dir("export_dir", FLAGS.export_dir)
+    export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
+           FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite)
 
 if __name__ == "__main__":
-    app.run(main)
+    from rethink_tf.utils import cli
+
+    cli.run(main)

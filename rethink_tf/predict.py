@@ -187,4 +187,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from rethink_tf.utils import cli
+
+    cli.run(main)

@@ -1,17 +1,19 @@
 """Trains a model: `python -m rethink_tf.train --gin_file=FILE [--gin_file=MORE] [--gin_bindings='a.b = 1'] --model_dir=DIR`.
 
-Resumes from the latest checkpoint in DIR when restarted with the same command; refuses (exit 2, naming
-the fields) a DIR whose checkpoints were trained with another model or inference configuration. Writes
-DIR/config.gin, DIR/run_config.json, DIR/label_map.json, checkpoints, TensorBoard events (DIR/train,
-DIR/eval) and DIR/metrics.jsonl.
+Resumes from the latest checkpoint in DIR when restarted with the same command. Bad input (a gin
+binding, a data file, --model_dir naming a file, a DIR whose checkpoints were trained with another
+model or inference configuration) stops it at start-up with one line `error: ...` naming what is wrong
+and exit status 2; `--verbose` adds the traceback. Writes DIR/config.gin, DIR/run_config.json,
+DIR/label_map.json, checkpoints, TensorBoard events (DIR/train, DIR/eval) and DIR/metrics.jsonl.
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from rethink_tf.utils import cli  # noqa: E402
 
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "gin bindings applied after the files, e.g. 'a.b = 1'.")
@@ -25,22 +27,14 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from rethink_tf.training import config
 
-    try:
-        config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-    except config.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cli.check_output_dir("model_dir", FLAGS.model_dir)
+    config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     from rethink_tf.training import distribute, experiment
 
-    from rethink_tf.training.run_record import RunMismatchError
-
     strategy = distribute.get_strategy()
-    try:  # experiment writes DIR/config.gin once it has checked DIR's checkpoints are of this configuration
-        experiment.experiment(FLAGS.model_dir, strategy)
-    except (FileNotFoundError, RunMismatchError) as e:  # missing files, a foreign DIR: raised at start-up
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    # experiment() writes DIR/config.gin once it has checked that DIR's checkpoints are of this configuration.
+    experiment.experiment(FLAGS.model_dir, strategy)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -10,26 +10,42 @@ How bad input is handled (each case has a test in tests/data/test_bad_input.py):
 - bbox with width or height <= 0 (or not 4 numbers): skipped, counted as "degenerate_box".
 - bbox partly outside the image: clipped to the image ("clipped_box"); entirely outside: skipped
   ("box_outside_image").
-- non-crowd annotation with an empty segmentation (missing, [], or only polygons with < 3 points) in a file
-  that has masks: skipped ("empty_segmentation"), since it cannot give a mask target.
+- non-crowd annotation with an empty segmentation (missing or []) in a file that has masks: skipped
+  ("empty_segmentation"), since it cannot give a mask target.
+- segmentation shapes pycocotools cannot take (it raises, or decodes garbage, inside `annToRLE` /
+  `frPyObjects` at the first evaluation): see `check_segmentation`. As detectron2's `load_coco_json` does,
+  the bad polygons of an annotation are dropped and the good ones kept ("repaired_segmentation"); an
+  annotation left without a usable polygon, or with a bad RLE, is skipped ("invalid_segmentation"), crowd
+  regions included. One warning names the file, the counts and a few annotation ids with the reason.
+  The repaired annotations are what both training (`CocoSource.load_example`) and evaluation
+  (`CocoSource.coco_gt`) see.
+- bbox with a non-finite value: skipped as "degenerate_box". An "area" that is not a finite number >= 0
+  (COCOeval compares it with its area ranges) is dropped and recomputed from the box ("invalid_area").
 - crowd annotations are kept and flagged (the model ignores crowd regions, as COCO tools do).
 - images with no annotation, or only crowd ones, are kept for evaluation; training skips them
   (`CocoIndex.training_image_ids`), counted as "images_without_training_instances".
-- missing image files: ValueError at start-up listing them (or skipped and counted with
-  skip_missing_images=True). Undecodable files: see `decode_image_file` (clear error naming the file) and
-  `find_undecodable_images` (optional start-up validation pass).
+- image files missing, empty (0 bytes), without a readable image header, or whose header size differs
+  from the json's height/width: `ImageFileError` at start-up listing them (or skipped and counted by reason
+  with skip_missing_images=True); see `check_image_files`. Only the header is read (PIL's lazy open),
+  so this costs well under a millisecond per file. A file with a good header but corrupt pixel data still
+  fails when first read, with an error naming the file (`decode_image_file`), unless the optional full
+  decode pass `find_undecodable_images` (CocoSource.validate_images) ran.
 Counts are logged with absl.logging at load time and kept in `CocoIndex.skipped`.
 """
 
 import collections
 import dataclasses
 import json
+import math
+import numbers
 import os
 from typing import Dict, List
 
 import numpy as np
 from absl import logging
 from PIL import Image
+
+from rethink_tf.utils.validate import ConfigError, InputError
 
 # COCO's person keypoint order; used when a keypoint file lacks names.
 COCO_KEYPOINT_NAMES = (
@@ -90,8 +106,77 @@ def _segmentation_is_empty(segm):
     return True
 
 
+def _is_number(v):
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _polygon_problem(polygon):
+    """Why pycocotools cannot rasterize one polygon, or None if it can."""
+    if not isinstance(polygon, (list, tuple)):
+        return f"polygon is a {type(polygon).__name__}, not a list of numbers"
+    if not all(_is_number(v) for v in polygon):
+        return "polygon with a non-numeric or non-finite coordinate"
+    if len(polygon) < 6:
+        return f"polygon with {len(polygon)} numbers (< 6, fewer than 3 points)"
+    if len(polygon) % 2:
+        return f"polygon with an odd number of values ({len(polygon)})"
+    return None
+
+
+def _rle_problem(rle, height, width):
+    """Why pycocotools cannot take an RLE dict for an image of height x width, or None if it can."""
+    if "counts" not in rle or "size" not in rle:
+        return "RLE without counts or size"
+    size = rle["size"]
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or [v for v in size] != [height, width]):
+        return f"RLE size {size!r} is not the image's [height, width] [{height}, {width}]"
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        return None if counts else "RLE with empty counts"
+    if not isinstance(counts, list):
+        return f"RLE counts is a {type(counts).__name__}, not a list or a string"
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in counts):
+        return "RLE counts with a negative or non-integer value"
+    if sum(counts) != height * width:
+        return f"RLE counts sum to {sum(counts)}, not height * width = {height * width}"
+    return None
+
+
+def check_segmentation(segm, height, width):
+    """Checks one COCO segmentation against what pycocotools' `annToRLE` / `frPyObjects` can take.
+
+    pycocotools takes a list of polygons (each a flat list of >= 6 finite numbers, even length) or an RLE
+    dict ({"size": [height, width], "counts": list of non-negative ints summing to height*width, or a
+    compressed string}). Anything else raises inside pycocotools (a first polygon of 4 numbers is even
+    read as a box: `TypeError: Argument 'bb' has incorrect type`) or silently decodes garbage.
+
+    Args:
+      segm: the annotation's "segmentation" (anything found in a json).
+      height, width: the image's size from the json.
+    Returns:
+      (segmentation to use or None if there is none usable, problem message or None). When some polygons
+      are bad and others good, the returned segmentation holds only the good ones.
+    """
+    if isinstance(segm, dict):
+        problem = _rle_problem(segm, height, width)
+        return (None, problem) if problem else (segm, None)
+    if not isinstance(segm, list):
+        return None, f"segmentation is a {type(segm).__name__}, not polygons or RLE"
+    problems = [_polygon_problem(p) for p in segm]
+    good = [p for p, problem in zip(segm, problems) if problem is None]
+    first = next((problem for problem in problems if problem), None)
+    if not good:
+        return None, first or "no polygon"
+    return (good if first else segm), first
+
+
+class CocoFormatError(InputError):
+    """The annotation json is malformed; the message names the file (and the annotation id)."""
+
+
 def _fail(annotation_file, message):
-    raise ValueError(f"{annotation_file}: {message}")
+    raise CocoFormatError(f"{annotation_file}: {message}")
 
 
 _HOW_TO_PROVIDE = (
@@ -105,14 +190,63 @@ class DataNotFoundError(FileNotFoundError, ValueError):
     """A dataset file or folder is missing; the message says where it was looked for and how to provide it."""
 
 
+class ImageFileError(InputError):
+    """Image files are missing, empty or not images; the message lists them (file names and count)."""
+
+
+# Leading bytes of the formats the pipeline decodes (PIL here, tf.io.decode_image when serving).
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+def check_image_file(path, height, width):
+    """Cheap start-up check of one image file: exists, non-empty, image header with the json's size.
+
+    Reads the first bytes (JPEG / PNG / GIF / BMP signature) and the header through PIL's lazy
+    `Image.open`, which decodes no pixel data: tens of microseconds per file.
+    Returns:
+      None if the file looks good, else (reason, message) with reason one of "missing_image_file",
+      "empty_image_file", "unreadable_image_file", "image_size_mismatch".
+    """
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return "missing_image_file", "missing"
+    if size == 0:
+        return "empty_image_file", "empty (0 bytes)"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if not head.startswith(_IMAGE_SIGNATURES):
+                return "unreadable_image_file", f"not a JPEG/PNG/GIF/BMP file (starts with {head[:4]!r})"
+            f.seek(0)
+            with Image.open(f) as im:
+                w, h = im.size
+    except Exception as e:  # PIL raises several types for a truncated or corrupt header
+        return "unreadable_image_file", f"unreadable image header ({type(e).__name__}: {e})"
+    if (h, w) != (height, width):
+        return "image_size_mismatch", f"image is {h}x{w} but the annotation json says {height}x{width}"
+    return None
+
+
+def check_image_files(images, image_dir):
+    """`check_image_file` over {image_id: image dict}; returns {image_id: (reason, message)} of the bad."""
+    bad = {}
+    for i, im in images.items():
+        problem = check_image_file(os.path.join(image_dir, im["file_name"]), im["height"], im["width"])
+        if problem:
+            bad[i] = problem
+    return bad
+
+
 def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
     """Loads and validates a COCO instances (or person_keypoints) json; see the module docstring.
 
     Args:
       annotation_file: path to the json.
       image_dir: folder holding the images named by "file_name".
-      skip_missing_images: if False (default) missing image files fail at start-up; if True they are
-        dropped (with their annotations) and counted as "missing_image_file".
+      skip_missing_images: if False (default) missing, empty or unreadable image files (see
+        `check_image_file`) fail at start-up with an `ImageFileError` listing them; if True they are
+        dropped (with their annotations), counted by reason and named in one warning.
     Returns:
       CocoIndex.
     """
@@ -138,6 +272,7 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
 
     skipped = collections.Counter()
     images = {}
+    images_raw = {im.get("id"): im for im in raw["images"] if isinstance(im, dict)}
     for im in raw["images"]:
         for key in ("id", "file_name", "height", "width"):
             if key not in im:
@@ -148,16 +283,20 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
             _fail(annotation_file, f'duplicate image id {im["id"]}')
         images[im["id"]] = im
 
-    missing = [i for i, im in images.items() if not os.path.isfile(os.path.join(image_dir, im["file_name"]))]
-    if missing:
-        names = ", ".join(os.path.join(image_dir, images[i]["file_name"]) for i in missing[:5])
+    bad_files = check_image_files(images, image_dir)
+    if bad_files:
         if not skip_missing_images:
-            raise ValueError(
-                f"{annotation_file}: {len(missing)} image file(s) missing, e.g. {names} "
-                "(pass skip_missing_images=True to CocoSource to skip them)")
-        for i in missing:
+            raise ImageFileError(
+                f"{annotation_file}: {len(bad_files)} bad image file(s) in {image_dir}: "
+                + "; ".join(f"{problem}: {os.path.join(image_dir, images[i]['file_name'])} (image id {i})"
+                            for i, (_, problem) in list(bad_files.items())[:10])
+                + (" ..." if len(bad_files) > 10 else "")
+                + " (CocoSource.skip_missing_images = True skips them with a warning)")
+        for i, (reason, _) in bad_files.items():
             del images[i]
-        skipped["missing_image_file"] = len(missing)
+            skipped[reason] += 1
+        logging.warning("%s: skipped %d bad image file(s), e.g. %s", annotation_file, len(bad_files),
+                        "; ".join(f"{images_raw[i]['file_name']}: {p}" for i, (_, p) in list(bad_files.items())[:5]))
 
     categories = sorted(raw["categories"], key=lambda c: c["id"])
     category_ids = {c["id"] for c in categories}
@@ -172,6 +311,7 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
         keypoint_names = tuple(names)
 
     annotations = collections.defaultdict(list)
+    segmentation_problems = []  # (annotation id, problem)
     seen_ids = set()
     raw_image_ids = {im["id"] for im in raw["images"]}
     for a in raw["annotations"]:
@@ -191,7 +331,7 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
             continue
         bbox = a.get("bbox")
         if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) for v in bbox)
+                or not all(_is_number(v) for v in bbox)
                 or not (bbox[2] > 0 and bbox[3] > 0)):
             skipped["degenerate_box"] += 1
             continue
@@ -203,15 +343,37 @@ def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
             continue
         if (x0, y0, x1, y1) != (bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]):
             skipped["clipped_box"] += 1
-        if has_masks and not a.get("iscrowd", 0) and _segmentation_is_empty(a.get("segmentation")):
-            skipped["empty_segmentation"] += 1
-            continue
+        segm = a.get("segmentation")
+        if has_masks:
+            # pycocotools evaluates every GT mask, crowd regions included: no segmentation -> no annotation.
+            if not segm:
+                skipped["empty_segmentation"] += 1
+                continue
+            usable, problem = check_segmentation(segm, im["height"], im["width"])
+            if problem:
+                segmentation_problems.append((ann_id, problem))
+                if usable is None:
+                    skipped["invalid_segmentation"] += 1
+                    continue
+                skipped["repaired_segmentation"] += 1
+                a = dict(a, segmentation=usable)
         if has_keypoints and "keypoints" in a and len(a["keypoints"]) != 3 * len(keypoint_names):
             _fail(annotation_file, f"annotation id {ann_id} has {len(a['keypoints'])} keypoint values, "
                                    f"expected {3 * len(keypoint_names)}")
+        if "area" in a and not (_is_number(a["area"]) and a["area"] >= 0):
+            segmentation_problems.append((ann_id, f"area {a['area']!r} is not a number >= 0"))
+            skipped["invalid_area"] += 1
+            a = {k: v for k, v in a.items() if k != "area"}  # CocoSource.coco_gt recomputes it from the box
         a = dict(a, clipped_bbox=[float(x0), float(y0), float(x1 - x0), float(y1 - y0)])
         annotations[a["image_id"]].append(a)
 
+    if segmentation_problems:
+        logging.warning(
+            "%s: %d annotation(s) have segmentations or areas pycocotools cannot take: %d repaired (bad "
+            "polygons dropped), %d skipped (nothing usable left), %d areas recomputed from the box; e.g. %s",
+            annotation_file, len(segmentation_problems), skipped["repaired_segmentation"],
+            skipped["invalid_segmentation"], skipped["invalid_area"],
+            "; ".join(f"annotation id {i}: {p}" for i, p in segmentation_problems[:5]))
     index = CocoIndex(annotation_file, image_dir, images, dict(annotations), categories, {},
                       has_masks, has_keypoints, keypoint_names, raw)
     num_untrainable = len(images) - len(index.training_image_ids)
@@ -235,9 +397,9 @@ def select_subset(image_ids, subset_size, subset_seed):
     if subset_size is None:
         return ids
     if not isinstance(subset_size, int) or subset_size <= 0:
-        raise ValueError(f"subset_size must be a positive int or None, got {subset_size!r}")
+        raise ConfigError(f"subset_size must be a positive int or None, got {subset_size!r}")
     if subset_size > len(ids):
-        raise ValueError(f"subset_size={subset_size} exceeds the {len(ids)} available images")
+        raise ConfigError(f"subset_size={subset_size} exceeds the {len(ids)} available images")
     order = np.random.default_rng(subset_seed).permutation(len(ids))
     return sorted(ids[i] for i in order[:subset_size])
 

@@ -22,14 +22,31 @@ from absl import logging
 from rethink_tf.data import augment
 from rethink_tf.data import coco as coco_lib
 from rethink_tf.data import preprocess
+from rethink_tf.utils import validate
 
 _DUMMY_IMAGE_SIDE = 32  # padding examples of the last eval batch are 32x32 black images
+
+
+def _validate_types(args):
+    """Kinds of build_dataset's arguments (ranges: `_check_config`); raises ConfigError naming the binding."""
+    def b(name):
+        return f"build_dataset.{name}"
+
+    validate.boolean(b("training"), args["training"])
+    validate.integers(b("train_short_side"), args["train_short_side"], length=2, minimum=1)
+    for name in ("global_batch_size", "short_side_step", "eval_short_side", "max_size", "max_instances",
+                 "mask_crop_size", "shuffle_buffer"):
+        validate.integer(b(name), args[name], minimum=1)
+    validate.integer(b("canvas_size"), args["canvas_size"], minimum=32, allow_none=True)
+    validate.number(b("flip_prob"), args["flip_prob"])
+    validate.boolean(b("divide_by_std"), args["divide_by_std"])
+    validate.integer(b("seed"), args["seed"], allow_none=True)
 
 
 def _check_config(training, train_short_side, short_side_step, eval_short_side, max_size, canvas_size,
                   max_instances, mask_crop_size, flip_prob, global_batch_size):
     def bad(binding, value, why):
-        raise ValueError(f"build_dataset.{binding}={value!r}: {why}")
+        raise validate.ConfigError(f"build_dataset.{binding}={value!r}: {why}")
     if canvas_size % 32:
         bad("canvas_size", canvas_size, "must be a multiple of 32 (FPN strides up to 32)")
     if max_size > canvas_size:
@@ -153,6 +170,7 @@ def build_dataset(source, *, training, global_batch_size, input_context=None,
     Returns:
       tf.data.Dataset of batch dicts.
     """
+    _validate_types(locals())
     if canvas_size is None:
         canvas_size = int(math.ceil(max_size / 32) * 32)
     _check_config(training, train_short_side, short_side_step, eval_short_side, max_size, canvas_size,

@@ -29,6 +29,7 @@ from pycocotools.coco import COCO
 
 from rethink_tf.data import coco as coco_lib
 from rethink_tf.data import masks as mask_lib
+from rethink_tf.utils import validate
 
 
 def coco_from_dict(dataset):
@@ -109,14 +110,25 @@ class CocoSource(DataSource):
         from the images that have at least one usable non-crowd annotation, so N images means N training
         images (the paper's 35k/10k/3.5k/1k regimes). Smaller subsets with the same seed are nested.
       subset_seed: seed of the subset.
-      skip_missing_images: skip (and count) images whose file is missing instead of failing at start-up.
-      validate_images: fully decode every image at start-up and fail listing the undecodable ones (slow on
-        big sets). Without it, an undecodable file fails when first read, with an error naming the file.
+      skip_missing_images: skip (with a warning, counted by reason) images whose file is missing, empty,
+        not an image or of another size than the json says, instead of failing at start-up with an
+        `ImageFileError` listing them. Both read only each file's header (`coco.check_image_file`).
+      validate_images: also fully decode every image at start-up and fail listing the undecodable ones
+        (slow on big sets). Without it, a file whose header is good but whose pixel data is corrupt
+        fails when first read, with an error naming the file.
       use_keypoints: read keypoints when the json has them.
     """
 
     def __init__(self, annotation_file, image_dir, *, root=None, name=None, subset_size=None, subset_seed=0,
                  skip_missing_images=False, validate_images=False, use_keypoints=True):
+        validate.path("CocoSource.annotation_file", annotation_file)
+        validate.path("CocoSource.image_dir", image_dir)
+        validate.path("CocoSource.root", root, allow_none=True)
+        validate.string("CocoSource.name", name, allow_none=True)
+        validate.integer("CocoSource.subset_size", subset_size, minimum=1, allow_none=True)
+        validate.integer("CocoSource.subset_seed", subset_seed)
+        for flag in ("skip_missing_images", "validate_images", "use_keypoints"):
+            validate.boolean(f"CocoSource.{flag}", locals()[flag])
         if root is not None:
             root = os.path.expanduser(os.fspath(root))
             annotation_file = os.path.join(root, os.fspath(annotation_file))
@@ -135,7 +147,7 @@ class CocoSource(DataSource):
         if validate_images:
             bad = coco_lib.find_undecodable_images(self.index, self.image_ids)
             if bad:
-                raise ValueError(f"{len(bad)} undecodable image(s) in {image_dir}: "
+                raise validate.InputError(f"{len(bad)} undecodable image(s) in {image_dir}: "
                                  + "; ".join(msg for _, msg in bad[:5]))
         trainable = set(self.index.training_image_ids)
         self._training_image_ids = [i for i in self.image_ids if i in trainable]
@@ -199,7 +211,7 @@ class CocoSource(DataSource):
         """
         ids = self.training_image_ids if training else self.image_ids
         if not ids:
-            raise ValueError(f"source {self.name}: no images to {'train on' if training else 'evaluate'}")
+            raise validate.InputError(f"source {self.name}: no images to {'train on' if training else 'evaluate'}")
         ds = _shard(tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int64)), input_context)
         if training:
             ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True).repeat()
@@ -248,8 +260,13 @@ class SyntheticShapesSource(CocoSource):
     def __init__(self, split="train", *, data_dir=None, num_train_images=2000, num_val_images=500,
                  image_size=128, subset_size=None, subset_seed=0):
         from rethink_tf.data import synthetic_shapes  # local: keeps module import light
-        if split not in ("train", "val"):
-            raise ValueError(f'SyntheticShapesSource split must be "train" or "val", got {split!r}')
+        validate.one_of("SyntheticShapesSource.split", split, ("train", "val"))
+        validate.path("SyntheticShapesSource.data_dir", data_dir, allow_none=True)
+        for name, value in (("num_train_images", num_train_images), ("num_val_images", num_val_images)):
+            validate.integer(f"SyntheticShapesSource.{name}", value, minimum=1)
+        validate.integer("SyntheticShapesSource.image_size", image_size, minimum=32)
+        validate.integer("SyntheticShapesSource.subset_size", subset_size, minimum=1, allow_none=True)
+        validate.integer("SyntheticShapesSource.subset_seed", subset_seed)
         root = synthetic_shapes.ensure_generated(
             data_dir or _cache_root(), num_train_images=num_train_images, num_val_images=num_val_images,
             image_size=image_size)

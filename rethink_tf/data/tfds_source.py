@@ -25,6 +25,7 @@ from PIL import Image
 from rethink_tf.data import coco as coco_lib
 from rethink_tf.data import preprocess
 from rethink_tf.data.sources import DataSource, coco_from_dict
+from rethink_tf.utils import validate
 
 # COCO's 80 category ids, in the order of tfds coco's 80 labels (and of the categories list).
 COCO_CATEGORY_IDS = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45))
@@ -47,6 +48,13 @@ class TfdsSource(DataSource):
 
     def __init__(self, name="rethink_coco_instances/2017", split="train", *, data_dir=None, manual_dir=None,
                  download=False, subset_size=None, subset_seed=0):
+        validate.string("TfdsSource.name", name)
+        validate.string("TfdsSource.split", split)
+        validate.path("TfdsSource.data_dir", data_dir, allow_none=True)
+        validate.path("TfdsSource.manual_dir", manual_dir, allow_none=True)
+        validate.boolean("TfdsSource.download", download)
+        validate.integer("TfdsSource.subset_size", subset_size, minimum=1, allow_none=True)
+        validate.integer("TfdsSource.subset_seed", subset_seed)
         from rethink_tf.data import tfds_coco  # noqa: F401  registers rethink_coco_instances
         self.tfds_name, self.split = name, split
         data_dir = os.path.expanduser(data_dir) if data_dir else None
@@ -54,14 +62,14 @@ class TfdsSource(DataSource):
         self.builder = tfds.builder(name, data_dir=data_dir)
         if not self.builder.is_prepared():
             if manual_dir is None and not download:
-                raise ValueError(
+                raise validate.ConfigError(
                     f"tfds dataset {name} is not prepared in {self.builder.data_dir}: pass "
                     "TfdsSource.manual_dir (a local COCO root, for rethink_coco_instances) or "
                     "TfdsSource.download=True (public datasets), or run tfds build first")
             config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
             self.builder.download_and_prepare(download_config=config)
         if split not in self.builder.info.splits:
-            raise ValueError(f"tfds dataset {name} has no split {split!r}; it has "
+            raise validate.ConfigError(f"TfdsSource.split: tfds dataset {name} has no split {split!r}; it has "
                              f"{sorted(self.builder.info.splits.keys())}")
         self.name = f"{name.replace('/', '_')}_{split}"
         objects = self.builder.info.features["objects"]

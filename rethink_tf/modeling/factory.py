@@ -5,15 +5,16 @@ Narrow test models change only widths/depths here; there is one implementation.
 """
 import gin
 
-from rethink_tf.modeling.backbones.resnet import ResNet
+from rethink_tf.modeling.backbones.resnet import BLOCKS_PER_DEPTH, ResNet
 from rethink_tf.modeling.backbones.vgg import VGG16
 from rethink_tf.modeling.fpn import FPN
 from rethink_tf.modeling.heads.mask_head import MaskHead
-from rethink_tf.modeling.heads.registry import build_head
+from rethink_tf.modeling.heads.registry import build_head, registered_heads
 from rethink_tf.modeling.heads.rpn_head import RPNHead
 from rethink_tf.modeling.mask_rcnn import MaskRCNN
 from rethink_tf.modeling.norm import NORM_KINDS
 from rethink_tf.modeling.roi_stage import RoIBoxStage
+from rethink_tf.utils import validate
 
 BACKBONES = ("resnet", "vgg16")
 
@@ -28,8 +29,73 @@ def _resolve_norms(norm, backbone_norm, fpn_norm, head_norm):
     for part, kind in (("norm", norm), ("backbone_norm", backbone_norm), ("fpn_norm", fpn_norm),
                        ("head_norm", head_norm)):
         if kind not in NORM_KINDS:
-            raise ValueError(f"build_model.{part} = {kind!r}; expected one of {NORM_KINDS}.")
+            raise validate.ConfigError(f"build_model.{part} = {kind!r}; expected one of {NORM_KINDS}.")
     return backbone_norm, fpn_norm, head_norm
+
+
+def _check_anchor_sizes(value):
+    """None, sizes per level (32, 64, ...) or several sizes per level ((128, 256, 512),), all > 0."""
+    if value is None:
+        return
+    ok = isinstance(value, (list, tuple)) and len(value) > 0
+    for level in value if ok else ():
+        sizes = level if isinstance(level, (list, tuple)) else [level]
+        ok = ok and len(sizes) > 0 and all(validate._is_real(v) and v > 0 for v in sizes)
+    if not ok:
+        validate.fail("build_model.anchor_sizes", value,
+                      "None, one size > 0 per level, e.g. (32, 64, 128, 256, 512), or a tuple of sizes per "
+                      "level, e.g. ((128, 256, 512),)")
+
+
+def _validate_arguments(args):
+    """Checks build_model's arguments (a dict of them) up front; raises ConfigError naming the binding.
+
+    `depth` is checked even when `blocks_per_stage` overrides the block counts it implies.
+    """
+    v = validate
+
+    def b(name):
+        return f"build_model.{name}"
+
+    v.integer(b("num_classes"), args["num_classes"], minimum=1)
+    v.one_of(b("backbone"), args["backbone"], BACKBONES)
+    v.one_of(b("depth"), args["depth"], tuple(sorted(BLOCKS_PER_DEPTH)))
+    v.integers(b("blocks_per_stage"), args["blocks_per_stage"], length=4, minimum=1, allow_none=True)
+    for name in ("base_width", "groups", "fpn_channels", "rpn_batch_size_per_image", "pre_nms_topk_train",
+                 "post_nms_topk_train", "pre_nms_topk_test", "post_nms_topk_test", "box_conv_dim",
+                 "roi_num_samples", "mask_conv_dim", "detections_per_image"):
+        v.integer(b(name), args[name], minimum=1)
+    for name in ("width_per_group", "box_fc_dim"):
+        v.integer(b(name), args[name], minimum=1, allow_none=True)
+    for name in ("box_num_convs", "mask_num_convs"):
+        v.integer(b(name), args[name], minimum=0)
+    v.integer(b("freeze_at"), args["freeze_at"], minimum=0, maximum=5)
+    for name in ("zero_init_last_norm", "class_agnostic_box", "mask"):
+        v.boolean(b(name), args[name])
+    v.number(b("vgg_width_multiplier"), args["vgg_width_multiplier"], minimum=0, exclusive_minimum=True)
+    v.one_of(b("norm"), args["norm"], NORM_KINDS)
+    for name in ("backbone_norm", "fpn_norm", "head_norm"):
+        if args[name] is not None:
+            v.one_of(b(name), args[name], NORM_KINDS)
+    lo = v.integer(b("rpn_min_level"), args["rpn_min_level"], minimum=2, maximum=6, allow_none=True)
+    hi = v.integer(b("rpn_max_level"), args["rpn_max_level"], minimum=2, maximum=6, allow_none=True)
+    if lo is not None and hi is not None and lo > hi:
+        v.fail(b("rpn_min_level"), lo, f"<= build_model.rpn_max_level = {hi}")
+    _check_anchor_sizes(args["anchor_sizes"])
+    v.reals(b("aspect_ratios"), args["aspect_ratios"], minimum=0, exclusive_minimum=True)
+    for name in ("rpn_fg_iou", "rpn_bg_iou", "roi_fg_iou", "score_threshold"):
+        v.number(b(name), args[name], minimum=0, maximum=1)
+    if args["rpn_bg_iou"] > args["rpn_fg_iou"]:
+        v.fail(b("rpn_bg_iou"), args["rpn_bg_iou"], f"<= build_model.rpn_fg_iou = {args['rpn_fg_iou']}")
+    for name in ("rpn_positive_fraction", "roi_fg_fraction", "rpn_nms_iou", "nms_iou"):
+        v.number(b(name), args[name], minimum=0, maximum=1, exclusive_minimum=True)
+    v.one_of(b("box_head"), args["box_head"], registered_heads("box"))
+    v.reals(b("box_coder_weights"), args["box_coder_weights"], length=4, minimum=0, exclusive_minimum=True)
+    weights = args["loss_weights"]
+    if weights is not None and (not isinstance(weights, dict) or not all(
+            isinstance(k, str) and validate._is_real(w) and w >= 0 for k, w in weights.items())):
+        v.fail(b("loss_weights"), weights, "None or a dict {loss name: finite number >= 0}")
+    v.integer(b("sampling_seed"), args["sampling_seed"], allow_none=True)
 
 
 @gin.configurable
@@ -74,8 +140,7 @@ def build_model(num_classes,
       sampling_seed: None (random anchor/RoI samples every step, the paper) or an int that makes
         the samples deterministic functions of the candidates (tests, debugging).
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"build_model.backbone = {backbone!r}; expected one of {BACKBONES}.")
+    _validate_arguments(locals())
     backbone_norm, fpn_norm, head_norm = _resolve_norms(norm, backbone_norm, fpn_norm, head_norm)
     if backbone == "resnet":
         body = ResNet(depth=depth, norm=backbone_norm, base_width=base_width, groups=groups,
@@ -89,7 +154,7 @@ def build_model(num_classes,
         fc_dim = box_fc_dim or 1024
     else:
         if backbone_norm != "none":
-            raise ValueError("build_model: the VGG-16 body has no normalization; set norm='none' "
+            raise validate.ConfigError("build_model: the VGG-16 body has no normalization; set norm='none' "
                              f"(got backbone_norm={backbone_norm!r}).")
         body = VGG16(width_multiplier=vgg_width_multiplier, freeze_at=freeze_at, name="backbone")
         fpn = None

@@ -18,6 +18,7 @@ import tensorflow as tf
 from keras import ops
 
 from rethink_tf.ops.tracing import in_xla_context
+from rethink_tf.utils import validate
 
 NORM_KINDS = ("gn", "syncbn", "bn", "frozen_bn", "none")
 
@@ -187,6 +188,9 @@ def build_norm(kind, name=None, zero_init=False, gn_groups=32, epsilon=1e-5, bn_
       bn_momentum: Keras moving-average momentum for "bn"/"syncbn".
     """
     _check_kind(kind)
+    validate.integer("build_norm.gn_groups", gn_groups, minimum=1)
+    validate.number("build_norm.epsilon", epsilon, minimum=0, exclusive_minimum=True)
+    validate.number("build_norm.bn_momentum", bn_momentum, minimum=0, maximum=1)
     gamma_init = "zeros" if zero_init else "ones"
     if kind == "gn":
         return GroupNorm(groups=gn_groups, epsilon=epsilon, gamma_initializer=gamma_init, name=name)

@@ -21,6 +21,8 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from rethink_tf.utils.validate import InputError
+
 CONFIG_FILE = "config.gin"
 LABEL_MAP_FILE = "label_map.json"
 
@@ -104,7 +106,7 @@ def checkpoint_has_masks(checkpoint):
     return any(name.startswith(prefix) for name, _ in tf.train.list_variables(checkpoint))
 
 
-class IncompleteCheckpointError(ValueError):
+class IncompleteCheckpointError(InputError):
     """The checkpoint lacks some of the model's variables (or holds other shapes)."""
 
 

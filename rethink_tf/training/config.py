@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 
 import gin
+
+from rethink_tf.utils.validate import ConfigError  # noqa: F401  (defined with the checks it comes from)
 
 # Modules that register gin configurables; all are imported before parsing so that a misspelled
 # configurable or parameter is reported at parse time instead of when the model is built.
@@ -20,10 +23,6 @@ CONFIGURABLE_MODULES = (
     "rethink_tf.training.trainer",
     "rethink_tf.training.experiment",
 )
-
-
-class ConfigError(ValueError):
-    """A gin file or binding is invalid; the message names it."""
 
 
 def import_configurables() -> None:
@@ -59,3 +58,53 @@ def parse(gin_files, gin_bindings, finalize: bool = True) -> None:
     except (ValueError, KeyError, OSError, SyntaxError) as e:
         raise ConfigError(f"invalid gin configuration ({', '.join(gin_files) or 'no files'}"
                           f"{'; bindings ' + repr(gin_bindings) if gin_bindings else ''}): {e}") from e
+    check_bindings()
+
+
+_UNBOUND = object()
+
+
+def _binding(name):
+    """The parsed (unscoped) value of binding `name`, macros resolved; _UNBOUND if it is not bound or is
+    a reference to another configurable (calling it here could read data, so it is left to call time)."""
+    try:
+        value = gin.query_parameter(name)
+    except ValueError:
+        return _UNBOUND
+    if isinstance(value, gin.config.ConfigurableReference):
+        if value.configurable.name != "macro":
+            return _UNBOUND
+        value = value.scoped_configurable_fn()
+    return value
+
+
+def _arguments(fn, name, **required):
+    """fn's defaults, overridden by `required`, overridden by the bound values of `name.<parameter>`."""
+    args = {}
+    for param, spec in inspect.signature(fn).parameters.items():
+        value = _binding(f"{name}.{param}")
+        if value is not _UNBOUND:
+            args[param] = value
+        elif param in required:
+            args[param] = required[param]
+        elif spec.default is not inspect.Parameter.empty:
+            args[param] = spec.default
+    return args
+
+
+def check_bindings() -> None:
+    """Runs the argument checks of the model and the schedule on the parsed bindings, right after parsing.
+
+    Each configurable checks its arguments again when called; checking these two here as well stops a
+    run with a bad model or schedule binding before any data is read (loading COCO train2017 takes a
+    minute). Scoped bindings (`train/build_model.x`) are left to the call-time checks.
+    """
+    from rethink_tf.modeling import factory
+    from rethink_tf.training import schedule
+    from rethink_tf.utils import validate
+
+    factory._validate_arguments(_arguments(factory.build_model, "build_model", num_classes=1))
+    batch = _binding("experiment.global_batch_size")
+    batch = 16 if batch is _UNBOUND else batch
+    validate.integer("experiment.global_batch_size", batch, minimum=1)
+    schedule.paper_schedule(global_batch_size=batch)  # a pure function of its bindings

@@ -12,6 +12,8 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from rethink_tf.utils import validate
+
 STRATEGY_KINDS = ("auto", "tpu", "multi_worker", "mirrored", "one_device", "default")
 
 
@@ -22,7 +24,7 @@ def _tf_config() -> dict:
     try:
         return json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from e
+        raise validate.ConfigError(f"TF_CONFIG is not valid JSON: {e}") from e
 
 
 def num_workers_in_tf_config() -> int:
@@ -77,8 +79,12 @@ def get_strategy(kind: str = "auto", tpu_address: str | None = None, devices: li
       num_logical_cpus: split the CPU into this many logical devices first (testing the
         multi-replica path on a CPU-only machine); must run before TF initializes its devices.
     """
-    if kind not in STRATEGY_KINDS:
-        raise ValueError(f"get_strategy.kind must be one of {STRATEGY_KINDS}, got {kind!r}")
+    validate.one_of("get_strategy.kind", kind, STRATEGY_KINDS)
+    validate.string("get_strategy.tpu_address", tpu_address, allow_none=True)
+    if devices is not None and (not isinstance(devices, (list, tuple)) or not devices
+                                or not all(isinstance(d, str) and d for d in devices)):
+        validate.fail("get_strategy.devices", devices, "None or a non-empty list of device names")
+    validate.integer("get_strategy.num_logical_cpus", num_logical_cpus, minimum=0)
     if num_logical_cpus > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -97,7 +103,7 @@ def get_strategy(kind: str = "auto", tpu_address: str | None = None, devices: li
     if kind == "tpu":
         resolver = _tpu_resolver(tpu_address)
         if resolver is None:
-            raise ValueError(f"get_strategy: no TPU found (tpu_address={tpu_address!r})")
+            raise validate.ConfigError(f"get_strategy: no TPU found (tpu_address={tpu_address!r})")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         strategy = tf.distribute.TPUStrategy(resolver)

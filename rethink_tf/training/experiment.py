@@ -28,6 +28,7 @@ from rethink_tf.evaluation import coco_evaluator, eval_loop
 from rethink_tf.training import run_record
 from rethink_tf.training import schedule as schedule_lib
 from rethink_tf.training import trainer as trainer_lib
+from rethink_tf.utils import validate
 
 CONFIG_FILE = "config.gin"
 LABEL_MAP_FILE = "label_map.json"
@@ -125,7 +126,7 @@ def eval_dataset(source, eval_batch_size: int):
 def step_of_checkpoint(path: str) -> int:
     match = re.search(r"ckpt-(\d+)$", path or "")
     if not match:
-        raise ValueError(f"cannot read the step from checkpoint path {path!r} (expected .../ckpt-<step>)")
+        raise validate.InputError(f"cannot read the step from checkpoint path {path!r} (expected .../ckpt-<step>)")
     return int(match.group(1))
 
 
@@ -178,7 +179,14 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
       the last step's loss terms.
     """
     if train_source is gin.REQUIRED:
-        raise ValueError("experiment.train_source is not bound (e.g. experiment.train_source = @train/CocoSource())")
+        raise validate.ConfigError(
+            "experiment.train_source is not bound (e.g. experiment.train_source = @train/CocoSource())")
+    validate.integer("experiment.global_batch_size", global_batch_size, minimum=1)
+    validate.integer("experiment.eval_batch_size", eval_batch_size, minimum=1)
+    validate.integer("experiment.eval_max_batches", eval_max_batches, minimum=1, allow_none=True)
+    validate.integer("experiment.images_to_draw", images_to_draw, minimum=0)
+    validate.integer("experiment.max_steps", max_steps, minimum=1, allow_none=True)
+    validate.path("experiment.backbone_weights", backbone_weights, allow_none=True)
     from rethink_tf.data.input_pipeline import build_dataset
 
     if backbone_weights and not tf.io.gfile.exists(backbone_weights):
@@ -195,7 +203,8 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     eval_fn = None
     if eval_source is not None:
         if [c["id"] for c in eval_source.categories] != [c["id"] for c in train_source.categories]:
-            raise ValueError(f"eval source {eval_source.name} has other categories than {train_source.name}")
+            raise validate.ConfigError(f"experiment.eval_source: {eval_source.name} has other categories than "
+                                       f"experiment.train_source {train_source.name}")
 
         def eval_fn(step, samples):
             metrics, drawn = evaluate_and_record(
@@ -250,12 +259,15 @@ def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_sour
         eval_source = _experiment_parameter("eval_source", None)
         if isinstance(eval_source, gin.config.ConfigurableReference):
             eval_source = eval_source.scoped_configurable_fn()
+    validate.integer("evaluate_checkpoint.eval_batch_size", eval_batch_size, minimum=1, allow_none=True)
+    validate.integer("evaluate_checkpoint.eval_max_batches", eval_max_batches, minimum=1, allow_none=True)
     if eval_batch_size is None:
         eval_batch_size = _experiment_parameter("eval_batch_size", 8)
     if eval_max_batches is None:
         eval_max_batches = _experiment_parameter("eval_max_batches", None)
     if eval_source is None:
-        raise ValueError("no evaluation source: bind experiment.eval_source or evaluate_checkpoint.eval_source")
+        raise validate.ConfigError(
+            "no evaluation source: bind experiment.eval_source or evaluate_checkpoint.eval_source")
     checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"no checkpoint in {model_dir}")

@@ -28,6 +28,8 @@ import dataclasses
 import gin
 import keras
 
+from rethink_tf.utils import validate
+
 
 def norm_layer_types() -> tuple[type, ...]:
     """The layer classes whose γ/β get no weight decay.
@@ -135,4 +137,6 @@ def build_optimizer(learning_rate, momentum: float = 0.9, nesterov: bool = False
       momentum: momentum coefficient.
       nesterov: Nesterov momentum (off in every official recipe).
     """
+    validate.number("build_optimizer.momentum", momentum, minimum=0, maximum=1, exclusive_maximum=True)
+    validate.boolean("build_optimizer.nesterov", nesterov)
     return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)

@@ -34,6 +34,8 @@ import gin
 import tensorflow as tf
 from absl import logging
 
+from rethink_tf.utils.validate import InputError
+
 RECORD_FILE = "run_config.json"
 RECORD_KEY = "run_record"  # name of the string variable in the checkpoint
 _CHECKPOINT_TENSOR = f"{RECORD_KEY}/.ATTRIBUTES/VARIABLE_VALUE"
@@ -56,7 +58,7 @@ _MODEL_ATTRIBUTES = {
 }
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(InputError):
     """The configuration differs from the one the run was trained with; the message names the fields."""
 
 

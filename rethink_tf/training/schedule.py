@@ -14,6 +14,8 @@ import gin
 import keras
 import tensorflow as tf
 
+from rethink_tf.utils import validate
+
 REFERENCE_BATCH_SIZE = 16
 ITERATIONS_PER_X = 90_000
 FIRST_DECAY_BEFORE_END = 60_000
@@ -53,6 +55,25 @@ class ScheduleSpec:
         return lr
 
 
+def _validate_arguments(args):
+    """Type and range of paper_schedule's arguments; raises ConfigError naming the binding."""
+    def b(name):
+        return f"paper_schedule.{name}"
+
+    if args["global_batch_size"] is gin.REQUIRED:
+        validate.fail(b("global_batch_size"), None, "a positive integer (experiment.global_batch_size)")
+    validate.integer(b("global_batch_size"), args["global_batch_size"], minimum=1)
+    validate.number(b("schedule_multiplier"), args["schedule_multiplier"], minimum=0, exclusive_minimum=True)
+    validate.number(b("base_lr_at_batch_16"), args["base_lr_at_batch_16"], minimum=0, exclusive_minimum=True)
+    validate.number(b("base_lr"), args["base_lr"], minimum=0, exclusive_minimum=True, allow_none=True)
+    validate.number(b("decay_factor"), args["decay_factor"], minimum=0, maximum=1, exclusive_minimum=True)
+    validate.integer(b("warmup_steps_at_batch_16"), args["warmup_steps_at_batch_16"], minimum=0)
+    validate.number(b("warmup_factor"), args["warmup_factor"], minimum=0, maximum=1, exclusive_minimum=True)
+    validate.boolean(b("scale_warmup_with_batch"), args["scale_warmup_with_batch"])
+    validate.integer(b("total_steps"), args["total_steps"], minimum=1, allow_none=True)
+    validate.integers(b("boundaries"), args["boundaries"], minimum=1, increasing=True, allow_none=True)
+
+
 @gin.configurable
 def paper_schedule(
     global_batch_size: int = gin.REQUIRED,
@@ -85,13 +106,10 @@ def paper_schedule(
     Returns:
       A `ScheduleSpec` in steps at `global_batch_size`.
     """
-    if global_batch_size is gin.REQUIRED or int(global_batch_size) <= 0:
-        raise ValueError(f"paper_schedule.global_batch_size must be a positive integer, got {global_batch_size!r}")
-    global_batch_size = int(global_batch_size)
-    if schedule_multiplier <= 0:
-        raise ValueError(f"paper_schedule.schedule_multiplier must be > 0, got {schedule_multiplier}")
+    _validate_arguments(locals())
     if base_lr is None:
         base_lr = base_lr_at_batch_16 * global_batch_size / REFERENCE_BATCH_SIZE
+    explicit_boundaries = boundaries is not None
     reference_total = schedule_multiplier * ITERATIONS_PER_X
     reference_decays = (reference_total - FIRST_DECAY_BEFORE_END, reference_total - SECOND_DECAY_BEFORE_END)
     if total_steps is None:
@@ -104,9 +122,11 @@ def paper_schedule(
             boundaries = tuple(int(round(total * max(d, 0) / reference_total)) for d in reference_decays)
     boundaries = tuple(int(b) for b in boundaries)
     if total <= 0:
-        raise ValueError(f"paper_schedule: total_steps must be > 0, got {total}")
-    if list(boundaries) != sorted(boundaries):
-        raise ValueError(f"paper_schedule.boundaries must be increasing, got {boundaries}")
+        validate.fail("paper_schedule.total_steps", total, "> 0 steps (resolved from schedule_multiplier)")
+    if explicit_boundaries and any(b >= total for b in boundaries):
+        # A boundary at or past the end never decays the LR: almost always a forgotten total_steps.
+        validate.fail("paper_schedule.boundaries", boundaries,
+                      f"steps < total_steps = {total} (a later boundary never decays the LR)")
     if scale_warmup_with_batch:
         warmup = _scale_steps(warmup_steps_at_batch_16, global_batch_size)
     else:

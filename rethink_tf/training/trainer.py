@@ -28,6 +28,7 @@ from absl import logging
 
 from rethink_tf.training import checkpointing, distribute, summaries
 from rethink_tf.training import optimizer as optimizer_lib, schedule as schedule_lib
+from rethink_tf.utils import validate
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -83,6 +84,17 @@ def format_progress(step, total_steps, losses, lr, images_per_sec, eta_seconds) 
             f"lr {lr:.5g} | {speed} img/s | ETA {format_duration(eta_seconds)}")
 
 
+def _validate_arguments(**args):
+    """Kinds and ranges of the Trainer's gin arguments; raises ConfigError naming the binding."""
+    validate.number("Trainer.weight_decay", args["weight_decay"], minimum=0)
+    for name in ("checkpoint_every", "keep_checkpoints", "log_every", "summary_every"):
+        validate.integer(f"Trainer.{name}", args[name], minimum=1)
+    validate.integer("Trainer.eval_every", args["eval_every"], minimum=-1, allow_none=True)
+    for name in ("jit_compile", "checkpoint_data_position"):
+        validate.boolean(f"Trainer.{name}", args[name])
+    validate.integer("Trainer.seed", args["seed"], allow_none=True)
+
+
 @gin.configurable(denylist=["model_dir", "strategy", "model_fn", "dataset_fn", "schedule", "global_batch_size",
                             "eval_fn", "after_first_step"])
 class Trainer:
@@ -121,11 +133,16 @@ class Trainer:
                  checkpoint_data_position: bool = True, seed: int | None = 0,
                  extra_checkpoint_items: dict | None = None):
         if mixed_precision not in (None, "mixed_bfloat16", "mixed_float16"):
-            raise ValueError(f"Trainer.mixed_precision must be None, 'mixed_bfloat16' or 'mixed_float16', "
+            raise validate.ConfigError(f"Trainer.mixed_precision must be None, 'mixed_bfloat16' or 'mixed_float16', "
                              f"got {mixed_precision!r}")
+        _validate_arguments(weight_decay=weight_decay, checkpoint_every=checkpoint_every,
+                            keep_checkpoints=keep_checkpoints, log_every=log_every, summary_every=summary_every,
+                            eval_every=eval_every, jit_compile=jit_compile,
+                            checkpoint_data_position=checkpoint_data_position, seed=seed)
         num_replicas = strategy.num_replicas_in_sync
         if global_batch_size % num_replicas:
-            raise ValueError(f"global batch {global_batch_size} is not divisible by the {num_replicas} replicas")
+            raise validate.ConfigError(f"experiment.global_batch_size = {global_batch_size} is not divisible by "
+                                       f"the {num_replicas} replicas")
         for name, value in (("checkpoint_every", checkpoint_every), ("log_every", log_every),
                             ("summary_every", summary_every)):
             if value <= 0:

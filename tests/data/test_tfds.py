@@ -121,7 +121,7 @@ def test_unprepared_or_bad_split_is_a_clear_error(prepared, tmp_path):
 def test_builder_names_undecodable_image(tmp_path):
     root = _make_coco_root(tmp_path / "coco")
     (root / "val2017" / "201.jpg").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match=r"cannot decode image file .*201\.jpg \(image id 201\)"):
+    with pytest.raises(ValueError, match=r"not a JPEG/PNG/GIF/BMP file .*201\.jpg \(image id 201\)"):
         TfdsSource("rethink_coco_instances/2017", "validation", data_dir=str(tmp_path / "tfds"),
                    manual_dir=str(root))
 

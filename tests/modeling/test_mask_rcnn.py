@@ -90,7 +90,7 @@ def test_input_errors(run):
         model(no_masks, training=True)
     with pytest.raises(ValueError, match="build_model.norm = 'group'"):
         build_model(3, norm="group")
-    with pytest.raises(ValueError, match="Unknown box head"):
+    with pytest.raises(ValueError, match="build_model.box_head = '3fc': expected one of"):
         build_model(3, box_head="3fc")
     with pytest.raises(ValueError, match="VGG-16 body has no normalization"):
         build_model(3, backbone="vgg16")

@@ -1,0 +1,54 @@
+"""What the command-line apps share: bad input is one line on stderr, exit status 2, no traceback.
+
+`run(main)` replaces `absl.app.run(main)`. An `InputError` (a gin binding or file, a data file: see
+`rethink_tf.utils.validate`) or an `OSError` (a missing or misplaced file or directory) escaping `main`
+prints `error: <message>` and exits with status 2; `--verbose` prints the Python traceback as well.
+Any other exception is a bug and keeps its traceback.
+"""
+
+import sys
+import traceback
+
+from absl import app, flags
+
+from rethink_tf.utils.validate import InputError
+
+VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the Python traceback of a start-up error "
+                            "(bad gin binding, data file or flag).")
+USER_ERRORS = (InputError, OSError)
+EXIT_USER_ERROR = 2
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line, without the "In call to configurable ..." lines gin appends
+    (the message already names the binding or the file)."""
+    message = str(error).split("\n  In call to configurable")[0]
+    return " ".join(message.split()) or type(error).__name__
+
+
+def report(error: BaseException) -> None:
+    """Prints a user error as `error: ...` (plus the traceback with --verbose) and exits with status 2."""
+    if VERBOSE.value:
+        traceback.print_exception(error)
+    hint = "" if VERBOSE.value else " (--verbose prints the traceback)"
+    print(f"error: {one_line(error)}{hint}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def run(main) -> None:
+    """`absl.app.run(main)` with user errors reported by `report`."""
+    def guarded(argv):
+        try:
+            return main(argv)
+        except USER_ERRORS as e:
+            report(e)
+
+    app.run(guarded)
+
+
+def check_output_dir(flag: str, path: str) -> None:
+    """An output directory flag must not name an existing file (makedirs would raise FileExistsError)."""
+    import os
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"--{flag}={path} is an existing file, not a directory")
