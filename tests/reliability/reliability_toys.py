@@ -82,6 +82,12 @@ def run_script(model_dir, steps, kill_at=None, deterministic=True, timeout=300):
     return proc
 
 
+def checkpoint_steps(model_dir):
+    """Steps N of the DIR/ckpt-N.index files, increasing."""
+    names = tf.io.gfile.glob(os.path.join(str(model_dir), "ckpt-*.index"))
+    return sorted(int(os.path.basename(n)[len("ckpt-"):-len(".index")]) for n in names)
+
+
 def read_losses(model_dir):
     """[(step, total loss)] in the order the steps ran (a resumed run repeats steps after its checkpoint)."""
     with open(os.path.join(model_dir, "losses.txt")) as f:

@@ -5,8 +5,6 @@ import os
 import pytest
 
 import reliability_toys as rtoys
-from rethink_tf.training import checkpointing
-
 
 def test_final_evaluation_that_crashed_runs_on_restart(tmp_path):
     calls = []
@@ -22,12 +20,12 @@ def test_final_evaluation_that_crashed_runs_on_restart(tmp_path):
     t = rtoys.make_trainer(tmp_path, 8, eval_fn=crashing_eval, eval_every=0)
     with pytest.raises(RuntimeError, match="evaluation crashed"):
         t.train()
-    assert checkpointing.checkpoint_steps(str(tmp_path))[-1] == 8
-    assert not os.path.exists(tmp_path / checkpointing.FINAL_EVAL_FILE)
+    assert rtoys.checkpoint_steps(tmp_path)[-1] == 8
+    assert not os.path.exists(tmp_path / "final_eval.json")
 
     rtoys.make_trainer(tmp_path, 8, eval_fn=good_eval, eval_every=0).train()
     assert calls == [("crash", 8), ("good", 8)]
-    assert checkpointing.final_eval_done(str(tmp_path), 8)
+    assert os.path.exists(tmp_path / "final_eval.json")
 
     rtoys.make_trainer(tmp_path, 8, eval_fn=good_eval, eval_every=0).train()  # done: not evaluated again
     assert calls == [("crash", 8), ("good", 8)]
