@@ -1,6 +1,7 @@
 """Times the training step and the predict step of R50-FPN Mask R-CNN (GN, 4conv1fc) on this machine.
 
     python benchmarks/train_step.py --size=512 --batch=2 [--xla] [--steps=5] [--dtype_policy=mixed_bfloat16]
+        [--deterministic]
 
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
 warm-up step that traces/compiles), every timed step, the warm-up times, and peak_rss_mb (peak
@@ -30,6 +31,7 @@ flags.DEFINE_integer("depth", 50, "ResNet depth.")
 flags.DEFINE_string("norm", "gn", "Norm kind.")
 flags.DEFINE_string("box_head", "4conv1fc", "Box head.")
 flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy: float32 or mixed_bfloat16.")
+flags.DEFINE_bool("deterministic", False, "TF op determinism, as Trainer.deterministic (its cost).")
 NUM_CLASSES = 80
 
 
@@ -67,6 +69,9 @@ def build_steps(f, jit_compile):
     if f.size % 32:
         raise app.UsageError(f"--size must be a multiple of 32, got {f.size}")
     keras.config.set_dtype_policy(f.dtype_policy)
+    if f.deterministic:
+        tf.random.set_seed(0)  # op determinism refuses unseeded stateful random ops
+        tf.config.experimental.enable_op_determinism()
     model = build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head)
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
     model.build_networks(image_size=64)
@@ -96,7 +101,7 @@ def main(_):
     predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
     print(json.dumps({
         "model": f"R{f.depth}-FPN Mask R-CNN {f.norm} {f.box_head}", "size": f.size, "batch": f.batch,
-        "xla": f.xla, "dtype_policy": f.dtype_policy, "steps": f.steps, "train_step_s": round(train_s, 3),
+        "xla": f.xla, "dtype_policy": f.dtype_policy, "deterministic": f.deterministic, "steps": f.steps, "train_step_s": round(train_s, 3),
         "predict_step_s": round(predict_s, 3), "train_warmup_s": round(train_warmup, 1),
         "predict_warmup_s": round(predict_warmup, 1),
         # Every timed step: on this shared machine single steps of one run vary by up to 30%.

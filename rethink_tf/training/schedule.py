@@ -9,9 +9,11 @@ batch 64 is LR 0.08, 202,500 iterations, steps 187,500 / 197,500.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import gin
 import keras
+import numpy as np
 import tensorflow as tf
 
 from rethink_tf.utils import validate
@@ -107,6 +109,7 @@ def paper_schedule(
       A `ScheduleSpec` in steps at `global_batch_size`.
     """
     _validate_arguments(locals())
+    base_lr_given = base_lr is not None
     if base_lr is None:
         base_lr = base_lr_at_batch_16 * global_batch_size / REFERENCE_BATCH_SIZE
     explicit_boundaries = boundaries is not None
@@ -132,7 +135,7 @@ def paper_schedule(
     else:
         warmup = int(warmup_steps_at_batch_16)
     warmup = min(warmup, total)
-    return ScheduleSpec(
+    spec = ScheduleSpec(
         base_lr=float(base_lr),
         total_steps=total,
         boundaries=boundaries,
@@ -140,6 +143,46 @@ def paper_schedule(
         warmup_steps=warmup,
         warmup_factor=float(warmup_factor),
     )
+    check_lr_values(spec, base_lr_binding="paper_schedule.base_lr" if base_lr_given else
+                    "paper_schedule.base_lr_at_batch_16 (times global_batch_size / 16)")
+    return spec
+
+
+def check_lr_values(spec: ScheduleSpec, lr_fn=None, base_lr_binding: str = "paper_schedule.base_lr") -> None:
+    """Refuses at start-up a schedule whose LR is not a finite float32 (> 0 once warmup is over).
+
+    The LR is evaluated (by `lr_fn(step)`, default `spec.lr_at`, cast to float32 as the optimizer uses it)
+    at step 0, the end of warmup, every boundary and the last step; these are the extremes of a
+    piecewise-constant schedule with linear warmup. E.g. base_lr 1e39 is finite in Python but inf in
+    float32 and would write all-NaN weights.
+
+    Raises:
+      ConfigError (a ValueError) naming the binding to fix and the step and LR found.
+    """
+    def finite32(x):
+        return math.isfinite(x) and abs(x) <= float(np.finfo(np.float32).max)
+
+    if not finite32(spec.base_lr) or spec.base_lr <= 0:
+        culprit = base_lr_binding
+    elif not finite32(spec.decay_factor) or spec.decay_factor <= 0:
+        culprit = "paper_schedule.decay_factor"
+    elif not finite32(spec.warmup_factor) or spec.warmup_factor < 0:
+        culprit = "paper_schedule.warmup_factor"
+    else:
+        culprit = None
+    lr_fn = lr_fn or spec.lr_at
+    after_warmup = sorted({min(spec.warmup_steps, spec.total_steps - 1), spec.total_steps - 1,
+                           *(b for b in spec.boundaries if 0 <= b < spec.total_steps)})
+    for step in [0] + after_warmup:
+        lr = float(np.float32(lr_fn(step)))
+        if not np.isfinite(lr) or lr < 0 or (lr == 0 and step >= spec.warmup_steps):
+            raise validate.ConfigError(
+                f"The learning rate at step {step} is {lr} (base_lr {spec.base_lr}, decay_factor {spec.decay_factor}, "
+                f"warmup_factor {spec.warmup_factor}): it must be a finite float32 > 0. Fix "
+                f"{culprit or 'the schedule bindings (paper_schedule.*)'}.")
+    if culprit is not None:
+        raise validate.ConfigError(f"{culprit} gives base_lr {spec.base_lr}, decay_factor {spec.decay_factor}, warmup_factor "
+                         f"{spec.warmup_factor}: each must be a finite float32 > 0 (warmup_factor >= 0). Fix {culprit}.")
 
 
 class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):

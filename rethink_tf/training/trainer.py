@@ -7,10 +7,20 @@ decay and per-variable LR factors added to the gradients (rules: `optimizer.para
 
 Data: every local replica owns a plain tf.data iterator (input pipeline `input_pipeline_id` = its
 global replica id), fed through `experimental_distribute_values_from_function`. Plain iterators can be
-checkpointed (distributed ones cannot), so a restarted run resumes at the same data position; when the
-iterator state cannot be saved, the resumed run skips the batches already seen.
+checkpointed (distributed ones cannot), so a restarted run resumes at the same data position; the model
+and data checkpoints form one unit (see `checkpointing`).
 
-A NaN/Inf loss raises NonFiniteLossError before anything is saved, so the last checkpoint stays good.
+Exact resume: every random draw of the model in training is keyed by `batch["sampling_seed"]`, an
+int32 [2] stateless seed that the replica step derives from (Trainer.seed, the global step being
+computed, the global replica id) (`sampling_seed`). A resumed run draws what the uninterrupted one drew,
+without checkpointing any RNG state. `Trainer.deterministic` additionally makes every TF op deterministic
+(`tf.config.experimental.enable_op_determinism`, process-wide), so losses and weights match bit for bit.
+
+NaN/Inf guards (`guards`): a non-finite loss stops the run before anything is saved, non-finite weights
+stop it before they are saved, and a non-finite LR is refused at start-up.
+
+A finished run records its completed final evaluation (`checkpointing.record_final_eval`); restarting a
+finished run whose final evaluation crashed or was killed runs it again.
 """
 
 from __future__ import annotations
@@ -26,13 +36,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from rethink_tf.training import checkpointing, distribute, summaries
+from rethink_tf.training import checkpointing, distribute, guards, summaries
 from rethink_tf.training import optimizer as optimizer_lib, schedule as schedule_lib
 from rethink_tf.utils import validate
+from rethink_tf.training.guards import NonFiniteLossError, NonFiniteWeightsError  # noqa: F401 (public)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a loss term becomes NaN or Inf; the message names the step and the loss terms."""
+def sampling_seed(seed: int, step, replica_id) -> tf.Tensor:
+    """The stateless seed (int32 [2]) of the model's random draws for (seed, global step, global replica id)."""
+    base = tf.constant([seed % (2 ** 31), 0], tf.int32)
+    key = tf.random.experimental.stateless_fold_in(base, tf.cast(step, tf.int32))
+    return tf.random.experimental.stateless_fold_in(key, tf.cast(replica_id, tf.int32))
 
 
 def _samples_seen_fallback(batch):
@@ -90,7 +104,7 @@ def _validate_arguments(**args):
     for name in ("checkpoint_every", "keep_checkpoints", "log_every", "summary_every"):
         validate.integer(f"Trainer.{name}", args[name], minimum=1)
     validate.integer("Trainer.eval_every", args["eval_every"], minimum=-1, allow_none=True)
-    for name in ("jit_compile", "checkpoint_data_position"):
+    for name in ("jit_compile", "checkpoint_data_position", "deterministic"):
         validate.boolean(f"Trainer.{name}", args[name])
     validate.integer("Trainer.seed", args["seed"], allow_none=True)
 
@@ -119,7 +133,12 @@ class Trainer:
       mixed_precision: None, "mixed_bfloat16" or "mixed_float16" (float16 adds dynamic loss scaling).
       jit_compile: XLA-compile each replica's forward and backward pass.
       checkpoint_data_position: checkpoint the tf.data iterators (exact, cheap resume).
-      seed: global random seed (keras.utils.set_random_seed) set before the model is built.
+      seed: global random seed (keras.utils.set_random_seed) set before the model is built, and the key
+        of the per-step sampling seeds; None: no `sampling_seed` in the batch (the model's own draws,
+        not reproduced on resume).
+      deterministic: make every TF op deterministic (process-wide). Without it a resumed run draws the
+        same samples but multi-threaded float reductions may differ in the last bits; with it the loss
+        curve and the weights repeat exactly. No measurable cost on CPU (README); slower GPU kernels.
       extra_checkpoint_items: more trackables {name: object} saved in and restored from every checkpoint
         (e.g. the run record, `run_record.checkpoint_variable()`).
     """
@@ -130,7 +149,7 @@ class Trainer:
                  weight_decay: float = 1e-4, checkpoint_every: int = 2000, keep_checkpoints: int = 5,
                  log_every: int = 20, summary_every: int = 100, eval_every: int | None = 10_000,
                  mixed_precision: str | None = None, jit_compile: bool = False,
-                 checkpoint_data_position: bool = True, seed: int | None = 0,
+                 checkpoint_data_position: bool = True, seed: int | None = 0, deterministic: bool = False,
                  extra_checkpoint_items: dict | None = None):
         if mixed_precision not in (None, "mixed_bfloat16", "mixed_float16"):
             raise validate.ConfigError(f"Trainer.mixed_precision must be None, 'mixed_bfloat16' or 'mixed_float16', "
@@ -138,7 +157,8 @@ class Trainer:
         _validate_arguments(weight_decay=weight_decay, checkpoint_every=checkpoint_every,
                             keep_checkpoints=keep_checkpoints, log_every=log_every, summary_every=summary_every,
                             eval_every=eval_every, jit_compile=jit_compile,
-                            checkpoint_data_position=checkpoint_data_position, seed=seed)
+                            checkpoint_data_position=checkpoint_data_position, seed=seed,
+                            deterministic=deterministic)
         num_replicas = strategy.num_replicas_in_sync
         if global_batch_size % num_replicas:
             raise validate.ConfigError(f"experiment.global_batch_size = {global_batch_size} is not divisible by "
@@ -163,7 +183,11 @@ class Trainer:
         self.worker_id = distribute.worker_index(strategy)
         self._dataset_fn = dataset_fn
         self._extra_checkpoint_items = dict(extra_checkpoint_items or {})
+        self.seed = seed
+        schedule_lib.check_lr_values(schedule, schedule_lib.WarmupStepDecay.from_spec(schedule))
 
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
         if seed is not None:
             keras.utils.set_random_seed(seed)
         keras.mixed_precision.set_global_policy(mixed_precision or "float32")
@@ -180,9 +204,7 @@ class Trainer:
                             for k in ("images", "instances", "pixels")}
         self._built = False
         self._checkpointer = None
-        self._data_checkpointer = checkpointing.DataCheckpointer(model_dir, self.worker_id, keep_checkpoints)
-        if not checkpoint_data_position:
-            self._data_checkpointer.enabled = False
+        self._checkpoint_data_position = checkpoint_data_position
         self._keep = keep_checkpoints
         self._train_step = None
         self._iterators = None
@@ -206,23 +228,28 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         groups = optimizer_lib.parameter_groups(self.model)
         self._decay_mask, self._lr_multipliers = list(groups.decay_mask), list(groups.lr_multipliers)
-        self._checkpointer = checkpointing.ModelCheckpointer(
+        self._checkpointer = checkpointing.RunCheckpointer(
             self.model_dir, {"model_variables": checkpointing.model_trackable(self.model), "optimizer": self.optimizer,
                              **{f"seen_{k}": v for k, v in self.samples.items()}, **self._extra_checkpoint_items},
-            max_to_keep=self._keep, chief=self.chief, worker_id=self.worker_id)
+            max_to_keep=self._keep, chief=self.chief, worker_id=self.worker_id,
+            num_workers=max(1, self.strategy.num_replicas_in_sync // len(self._local_replica_ids())),
+            data_enabled=self._checkpoint_data_position)
         self._checkpointer.check_tracked(self.model.weights)
+        self._weight_check = guards.WeightCheck(self.model)
         self._built = True
 
-    def _make_iterators(self, skip_steps: int = 0):
+    def _make_iterators(self, consume_steps: int = 0):
+        """Fresh per-replica iterators, advanced by `consume_steps` batches (re-read, so the pipeline's
+        definition stays the one later data checkpoints are restored into)."""
         num_replicas = self.strategy.num_replicas_in_sync
         iterators = {}
         for rid in self._local_replica_ids():
             context = tf.distribute.InputContext(num_input_pipelines=num_replicas, input_pipeline_id=rid,
                                                  num_replicas_in_sync=num_replicas)
-            dataset = self._dataset_fn(context).with_options(_checkpointable_options())
-            if skip_steps:
-                dataset = dataset.skip(skip_steps)
-            iterators[f"replica_{rid}"] = iter(dataset)
+            iterator = iter(self._dataset_fn(context).with_options(_checkpointable_options()))
+            for _ in range(consume_steps):
+                next(iterator)
+            iterators[f"replica_{rid}"] = iterator
         return iterators
 
     def _fetch(self):
@@ -244,23 +271,23 @@ class Trainer:
         """Builds the state, restores the latest checkpoint if any and positions the data. Returns the step.
 
         The batch that builds the variables is the first training batch of a fresh run; on resume the
-        iterators are repositioned from the data checkpoint (or by skipping) and that batch is dropped.
+        iterators are repositioned from the data checkpoint (or by re-reading) and that batch is dropped.
         """
         self._iterators = self._make_iterators()
         self._pending = self._fetch()
         self._build_state(self._pending)
-        restored = self._checkpointer.restore()
+        self._checkpointer.track_iterators(self._iterators)
+        restored, data_restored = self._checkpointer.restore()
         step = self.step
-        self._data_checkpointer.track(self._iterators)
         if restored is None or step == 0:
             return step
         self._pending = None
-        if self._data_checkpointer.restore(step):
+        if data_restored:
             logging.info("Resumed the data position of step %d", step)
         else:
-            logging.warning("No data-position checkpoint for step %d: skipping %d batches per replica.", step, step)
-            self._iterators = self._make_iterators(skip_steps=step)
-            self._data_checkpointer.track(self._iterators)
+            logging.warning("No data-position checkpoint for step %d: re-reading %d batches per replica.", step, step)
+            self._iterators = self._make_iterators(consume_steps=step)
+            self._checkpointer.track_iterators(self._iterators)
         return step
 
     # ----- the step -----
@@ -271,6 +298,7 @@ class Trainer:
         decay_mask, lr_multipliers = self._decay_mask, self._lr_multipliers
         weight_decay = self.weight_decay
         loss_scaled = isinstance(opt, keras.optimizers.LossScaleOptimizer)
+        seed = self.seed
 
         def forward_backward(batch):
             with tf.GradientTape() as tape:
@@ -293,6 +321,9 @@ class Trainer:
             forward_backward = tf.function(forward_backward, jit_compile=True)
 
         def replica_step(batch):
+            if seed is not None:
+                replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+                batch = {**batch, "sampling_seed": sampling_seed(seed, opt.iterations, replica_id)}
             losses, grads = forward_backward(batch)
             opt.apply_gradients(zip(grads, variables))
             counts = {k: tf.cast(v, tf.float32) for k, v in samples_seen(batch).items()}
@@ -311,15 +342,15 @@ class Trainer:
 
     # ----- the loop -----
     def _save(self, step: int):
+        self._weight_check.check(step, self._checkpointer.latest(), self.model_dir)
         path = self._checkpointer.save(step)
-        self._data_checkpointer.save(step)
         if self.chief:
             logging.info("Saved checkpoint %s", path)
 
     def _samples_now(self) -> dict:
         return {k: float(v.numpy()) for k, v in self.samples.items()}
 
-    def _run_eval(self, step: int, eval_writer):
+    def _run_eval(self, step: int, eval_writer, final: bool = False):
         if self.eval_fn is None or not self.chief:
             return None
         scalars, images = self.eval_fn(step, self._samples_now())
@@ -329,6 +360,8 @@ class Trainer:
             for name, value in (images or {}).items():
                 summaries.image(name, value, max_outputs=len(value))
         eval_writer.flush()
+        if final:
+            checkpointing.record_final_eval(self.model_dir, step)
         return scalars
 
     def train(self, max_steps: int | None = None) -> dict:
@@ -355,11 +388,7 @@ class Trainer:
             batch = self._next_batch()
             losses = {k: float(v) for k, v in self._train_step(batch).items()}
             step = self.step
-            if not all(math.isfinite(v) for v in losses.values()):
-                terms = ", ".join(f"{k}={v}" for k, v in sorted(losses.items()))
-                raise NonFiniteLossError(
-                    f"Non-finite loss at step {step}: {terms}. Stopping; the last good checkpoint in "
-                    f"{self.model_dir} is kept ({self._checkpointer.latest()}).")
+            guards.check_losses(step, losses, self._checkpointer.latest(), self.model_dir)
             if first_of_process:
                 first_of_process = False
                 window_start, window_step = time.time(), step  # exclude tracing from the speed
@@ -393,7 +422,9 @@ class Trainer:
                 paused = True
             if paused:  # keep checkpointing and evaluation out of the images/s window
                 window_start, window_step = time.time(), step
-        ran_steps = step > start_step
-        if ran_steps and step == total_steps and self.eval_every is not None and self.eval_every >= 0:
-            self._run_eval(step, eval_writer)
+        if (step == total_steps and self.eval_every is not None and self.eval_every >= 0
+                and not checkpointing.final_eval_done(self.model_dir, step)):
+            if step == start_step:
+                logging.info("The run is finished but its final evaluation did not complete: evaluating step %d", step)
+            self._run_eval(step, eval_writer, final=True)
         return losses

@@ -1,10 +1,17 @@
-"""A real run for the reliability tests: `rethink_tf.train` on tiny_run.gin for 1 step, and its export.
+"""Fixtures of the reliability suite.
 
-Shared by the whole session: the training and the export cost about 40 s of CPU each (idle 2-core machine).
+- `trained_run` / `exported_run`: a real `rethink_tf.train` run of tiny_run.gin for 1 step, and its
+  export (shared by the session; about 40 s of CPU each on an idle 2-core machine).
+- `reference_run`: an uninterrupted deterministic SamplingToy run (the trainer toys of tests/training),
+  against which the killed and resumed runs are compared.
 """
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(_HERE), "training"))
+sys.path.insert(0, _HERE)
 
 import pytest  # noqa: E402
 
@@ -37,3 +44,15 @@ def exported_run(trained_run, tmp_path_factory):
     finally:
         gin.clear_config()
     return path
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """An uninterrupted deterministic SamplingToy run of STEPS steps: (per-step losses, final weights)."""
+    import reliability_toys as rtoys
+
+    d = tmp_path_factory.mktemp("reference")
+    rtoys.run_script(d, rtoys.STEPS)
+    losses = rtoys.read_losses(d)
+    assert [s for s, _ in losses] == list(range(1, rtoys.STEPS + 1))
+    return dict(losses), rtoys.read_weights(d)
