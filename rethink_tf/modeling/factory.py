@@ -108,13 +108,13 @@ def build_model(num_classes,
                 rpn_min_level=None, rpn_max_level=None, anchor_sizes=None,
                 aspect_ratios=(0.5, 1.0, 2.0),
                 rpn_fg_iou=0.7, rpn_bg_iou=0.3, rpn_batch_size_per_image=256,
-                rpn_positive_fraction=0.5,
+                rpn_positive_fraction=0.5, rpn_straddle_thresh=0.0,
                 pre_nms_topk_train=2000, post_nms_topk_train=1000,
                 pre_nms_topk_test=1000, post_nms_topk_test=1000, rpn_nms_iou=0.7,
                 box_head="4conv1fc", box_num_convs=4, box_conv_dim=256, box_fc_dim=None,
-                roi_num_samples=512, roi_fg_fraction=0.25, roi_fg_iou=0.5,
+                roi_num_samples=512, roi_fg_fraction=0.25, roi_fg_iou=0.5, crowd_filter_thresh=0.7,
                 box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False,
-                mask=True, mask_num_convs=4, mask_conv_dim=256,
+                mask=True, mask_num_convs=4, mask_conv_dim=256, mask_target_threshold=0.5,
                 score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
                 loss_weights=None, sampling_seed=None):
     """Builds a MaskRCNN (Faster R-CNN when mask=False).
@@ -130,15 +130,21 @@ def build_model(num_classes,
       fpn_channels: FPN width (also RPN conv width).
       rpn_min_level, rpn_max_level, anchor_sizes, aspect_ratios: anchors (None: 2..6 with
         32..512 for ResNet-FPN; 4..4 with (128, 256, 512) on one level for VGG-16).
-      rpn_*, pre/post_nms_topk_*: RPN targets and proposals.
+      rpn_*, pre/post_nms_topk_*: RPN targets and proposals. rpn_straddle_thresh: anchors reaching
+        more than this many pixels outside the scaled image are ignored (0, Detectron's
+        RPN_STRADDLE_THRESH; -1 keeps all, detectron2).
       box_head: registered box head ("4conv1fc", "2fc"); box_num_convs / box_conv_dim / box_fc_dim
         its widths (box_fc_dim None: 1024, 4096 for VGG-16's fc6/fc7).
-      roi_*: RoI sampling; box_coder_weights, class_agnostic_box: box regression.
+      roi_*: RoI sampling; crowd_filter_thresh: proposals whose intersection over their own area
+        with a crowd box is > this are ignored (0.7, Detectron's CROWD_FILTER_THRESH; None: off).
+      box_coder_weights, class_agnostic_box: box regression.
       mask: mask head on (Mask R-CNN) or off (Faster R-CNN); mask_num_convs / mask_conv_dim widths.
+      mask_target_threshold: mask targets binarized at >= this (0.5, Detectron); None: soft.
       score_threshold, nms_iou, detections_per_image: inference.
       loss_weights: {loss key: multiplier}.
-      sampling_seed: None (random anchor/RoI samples every step, the paper) or an int that makes
-        the samples deterministic functions of the candidates (tests, debugging).
+      sampling_seed: when the batch carries no "sampling_seed" (the Trainer's per-step seed): None
+        (random anchor/RoI samples every step from the global RNG) or an int that makes the samples
+        deterministic functions of the candidates (tests, debugging).
     """
     _validate_arguments(locals())
     backbone_norm, fpn_norm, head_norm = _resolve_norms(norm, backbone_norm, fpn_norm, head_norm)
@@ -177,7 +183,8 @@ def build_model(num_classes,
         num_classes, head=box_head, head_kwargs=head_kwargs, coder_weights=box_coder_weights,
         fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
         class_agnostic=class_agnostic_box, pooled_size=7, sampling_ratio=2,
-        min_level=roi_levels[0], max_level=roi_levels[1], sampling_seed=sampling_seed,
+        min_level=roi_levels[0], max_level=roi_levels[1], crowd_filter_thresh=crowd_filter_thresh,
+        sampling_seed=sampling_seed,
         name="box_stage")
     mask_head = (MaskHead(num_classes, num_convs=mask_num_convs, conv_dim=mask_conv_dim,
                           norm=head_norm, name="mask_head") if mask else None)
@@ -185,9 +192,10 @@ def build_model(num_classes,
         num_classes, body, fpn, rpn_head, box_stage, mask_head,
         anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, rpn_min_level=lo, rpn_max_level=hi,
         rpn_fg_iou=rpn_fg_iou, rpn_bg_iou=rpn_bg_iou, rpn_batch_size_per_image=rpn_batch_size_per_image,
-        rpn_positive_fraction=rpn_positive_fraction,
+        rpn_positive_fraction=rpn_positive_fraction, rpn_straddle_thresh=rpn_straddle_thresh,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
         pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test,
-        rpn_nms_iou=rpn_nms_iou, mask_pooled_size=14, score_threshold=score_threshold,
+        rpn_nms_iou=rpn_nms_iou, mask_pooled_size=14, mask_target_threshold=mask_target_threshold,
+        score_threshold=score_threshold,
         nms_iou=nms_iou, detections_per_image=detections_per_image, loss_weights=loss_weights,
         sampling_seed=sampling_seed)

@@ -1,15 +1,21 @@
-"""Mask R-CNN / Faster R-CNN assembly (CONTRACT.md "The model").
+"""Mask R-CNN / Faster R-CNN assembly.
 
 `model(batch, training=True)` -> dict of weighted scalar float32 losses;
 `model(batch, training=False)` -> detections in original-image pixels. Every shape is static
-(fixed square canvas), so train and predict steps compile with jit_compile=True.
+(fixed canvas), so train and predict steps compile with jit_compile=True.
+
+Random draws in training (RPN anchor sampling, RoI sampling) are stateless functions of a seed:
+`batch["sampling_seed"]` (int32 [2], put there by the Trainer from (seed, global step, replica)) when
+present, else the model's `sampling_seed` int; each use gets its own seed split from it
+(`rethink_tf.ops.sampling.split_seed`, the same draws in eager, graph and XLA). With neither, they
+draw from TF's global RNG.
 """
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from rethink_tf.ops import losses, masks, rpn_targets
+from rethink_tf.ops import losses, masks, rpn_targets, sampling
 from rethink_tf.ops.anchors import multilevel_anchors
 from rethink_tf.ops.nms import multiclass_nms
 from rethink_tf.ops.proposals import generate_proposals
@@ -33,27 +39,33 @@ class MaskRCNN(keras.Model):
       aspect_ratios: anchor h / w ratios.
       rpn_min_level, rpn_max_level: RPN levels (2, 6; 4, 4 for VGG).
       rpn_*: RPN matching / sampling (see rethink_tf.ops.rpn_targets).
+      rpn_straddle_thresh: anchors reaching more than this many pixels outside the scaled image are
+        ignored (0: every anchor crossing its border, Detectron; -1: none, detectron2).
       pre_nms_topk_train/test: proposals kept per level before NMS (2000 / 1000).
       post_nms_topk_train/test: proposals kept per image after NMS (1000 / 1000).
       rpn_nms_iou: 0.7.
       mask_pooled_size: RoIAlign side for masks (14 -> 28x28 masks).
+      mask_target_threshold: mask targets (the gt mask resampled into each RoI) are binarized at
+        >= this (0.5, Detectron); None keeps the soft bilinear values.
       max_fg_masks: foreground RoIs per image given to the mask head in training
         (None: ceil(num_samples * fg_fraction), the sampler's maximum, so none is dropped).
         Under XLA the mask head always runs on this many slots per image; in graph mode only on
         as many as the image with the most fg RoIs has (as torchvision, which runs it on positives).
       score_threshold, nms_iou, detections_per_image: inference post-processing.
       loss_weights: dict of multipliers per loss key (default 1).
-      sampling_seed: None: fresh random anchor samples each step; an int fixes the RPN anchor
-        sample as a function of the labels (tests, debugging).
+      sampling_seed: used when the batch has no "sampling_seed": None draws fresh anchor / RoI
+        samples from the global RNG each step; an int makes them a fixed stateless function of the
+        candidates (tests, debugging).
     """
 
     def __init__(self, num_classes, backbone, fpn, rpn_head, box_stage, mask_head=None,
                  anchor_sizes=(32, 64, 128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0),
                  rpn_min_level=2, rpn_max_level=6,
                  rpn_fg_iou=0.7, rpn_bg_iou=0.3, rpn_batch_size_per_image=256, rpn_positive_fraction=0.5,
+                 rpn_straddle_thresh=0.0,
                  pre_nms_topk_train=2000, post_nms_topk_train=1000,
                  pre_nms_topk_test=1000, post_nms_topk_test=1000, rpn_nms_iou=0.7, rpn_min_size=0.0,
-                 mask_pooled_size=14, max_fg_masks=None,
+                 mask_pooled_size=14, mask_target_threshold=0.5, max_fg_masks=None,
                  score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
                  loss_weights=None, sampling_seed=None, **kwargs):
         kwargs.setdefault("name", "mask_rcnn")
@@ -78,10 +90,12 @@ class MaskRCNN(keras.Model):
         self.rpn_levels = list(range(rpn_min_level, rpn_max_level + 1))
         self.rpn_fg_iou, self.rpn_bg_iou = rpn_fg_iou, rpn_bg_iou
         self.rpn_batch_size_per_image, self.rpn_positive_fraction = rpn_batch_size_per_image, rpn_positive_fraction
+        self.rpn_straddle_thresh = float(rpn_straddle_thresh)
         self.pre_nms_topk = {True: pre_nms_topk_train, False: pre_nms_topk_test}
         self.post_nms_topk = {True: post_nms_topk_train, False: post_nms_topk_test}
         self.rpn_nms_iou, self.rpn_min_size = rpn_nms_iou, rpn_min_size
         self.mask_pooled_size = mask_pooled_size
+        self.mask_target_threshold = mask_target_threshold
         if max_fg_masks is None:
             max_fg_masks = -(-box_stage.num_samples * box_stage.fg_fraction // 1)
         self.max_fg_masks = int(max_fg_masks)
@@ -141,7 +155,8 @@ class MaskRCNN(keras.Model):
         pooled = multilevel_roi_align(
             {l: ops.cast(f, "float32") for l, f in feats.items()}, ops.stop_gradient(boxes), self.mask_pooled_size,
             sampling_ratio=self.box_stage.sampling_ratio,
-            min_level=self.box_stage.min_level, max_level=self.box_stage.max_level)
+            min_level=self.box_stage.min_level, max_level=self.box_stage.max_level,
+            canonical_size=self.box_stage.canonical_size, canonical_level=self.box_stage.canonical_level)
         return self.mask_head(ops.cast(pooled, self.compute_dtype), training=training)
 
     def _weighted(self, losses):
@@ -178,7 +193,7 @@ class MaskRCNN(keras.Model):
     def call(self, batch, training=False):
         if not isinstance(batch, dict) or "images" not in batch or "image_info" not in batch:
             raise ValueError("MaskRCNN expects a batch dict with 'images' and 'image_info' "
-                             f"(CONTRACT.md); got {type(batch).__name__} with keys "
+                             f"(rethink_tf.data.input_pipeline); got {type(batch).__name__} with keys "
                              f"{sorted(batch) if isinstance(batch, dict) else None}.")
         images = ops.cast(batch["images"], self.compute_dtype)
         height, width = images.shape[1], images.shape[2]
@@ -197,12 +212,16 @@ class MaskRCNN(keras.Model):
         proposals, proposal_valid = proposals
         for key in ("gt_boxes", "gt_classes"):
             if key not in batch:
-                raise ValueError(f"Training batch lacks {key!r} (CONTRACT.md batch).")
+                raise ValueError(f"Training batch lacks {key!r} (see rethink_tf.data.input_pipeline).")
         gt_boxes = ops.cast(batch["gt_boxes"], "float32")
         gt_classes = ops.cast(batch["gt_classes"], "int32")
         gt_valid = gt_classes > 0
-        if "gt_is_crowd" in batch:  # crowd instances are ignored as targets (treated as padding)
-            gt_valid = ops.logical_and(gt_valid, ops.logical_not(ops.cast(batch["gt_is_crowd"], "bool")))
+        gt_is_crowd = None
+        if "gt_is_crowd" in batch:  # crowd instances are never matched; the RoI sampler ignores
+            # proposals inside them (RoIBoxStage.crowd_filter_thresh); anchors on them are negatives.
+            gt_is_crowd = ops.logical_and(gt_valid, ops.cast(batch["gt_is_crowd"], "bool"))
+            gt_valid = ops.logical_and(gt_valid, ops.logical_not(gt_is_crowd))
+        rpn_seed, roi_seed = self._sampling_seeds(batch)
 
         all_anchors = ops.concatenate([anchors[l] for l in self.rpn_levels], axis=0)
         all_logits = ops.concatenate([logits[l] for l in self.rpn_levels], axis=1)
@@ -210,14 +229,16 @@ class MaskRCNN(keras.Model):
         rpn_labels, rpn_box_targets = rpn_targets.rpn_targets(
             all_anchors, gt_boxes, gt_valid, image_info,
             num_samples=self.rpn_batch_size_per_image, positive_fraction=self.rpn_positive_fraction,
-            positive_iou=self.rpn_fg_iou, negative_iou=self.rpn_bg_iou, seed=self.sampling_seed)
+            positive_iou=self.rpn_fg_iou, negative_iou=self.rpn_bg_iou,
+            boundary_threshold=self.rpn_straddle_thresh, seed=rpn_seed)
         out = {}
         out["rpn_objectness"], out["rpn_box"] = losses.rpn_losses(
             all_logits, all_deltas, rpn_labels, rpn_box_targets,
             num_samples_per_image=self.rpn_batch_size_per_image)
 
         stage = self.box_stage
-        targets = stage.sample(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid)
+        targets = stage.sample(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid,
+                               gt_is_crowd=gt_is_crowd, seed=roi_seed)
         cls_logits, box_deltas = stage(feats, targets["rois"], training=True)
         out["roi_class"], out["roi_box"] = losses.fast_rcnn_losses(
             cls_logits, ops.reshape(box_deltas, (-1, box_deltas.shape[1], box_deltas.shape[2] * 4)),
@@ -241,9 +262,22 @@ class MaskRCNN(keras.Model):
             fg_gt_index = take(targets["matched_gt_index"])
             mask_logits = self.mask_logits(feats, fg_rois, training=True)
             mask_gt = masks.mask_targets(batch["gt_masks"], gt_boxes, fg_rois, fg_gt_index,
-                                         output_size=mask_logits.shape[2])
+                                         output_size=mask_logits.shape[2],
+                                         threshold=self.mask_target_threshold)
             out["mask"] = losses.mask_loss(mask_logits, mask_gt, fg_classes)
         return self._weighted(out)
+
+    def _sampling_seeds(self, batch):
+        """(RPN seed, RoI seed): int32 [2] stateless seeds split from batch["sampling_seed"] or from
+        the model's sampling_seed; (None, None) when neither is set (global RNG)."""
+        seed = batch.get("sampling_seed")
+        if seed is None:
+            seed = self.sampling_seed
+        seed = sampling.as_stateless_seed(seed)
+        if seed is None:
+            return None, None
+        rpn_seed, roi_seed = sampling.split_seed(seed, 2)
+        return rpn_seed, roi_seed
 
     def _detect(self, feats, proposals, image_info):
         proposals, proposal_valid = proposals

@@ -2,8 +2,9 @@
 
 Built on the NonMaxSuppressionV4 kernel, one image (row) at a time: on CPU it is about 10x faster than
 the tiled batched `tf.image.non_max_suppression_padded` (which keras-cv's NonMaxSuppression layer uses),
-and it compiles under XLA. It suppresses at IoU >= threshold, so the threshold is nudged to the next float
-up to get torchvision's IoU > threshold. keras-cv's MultiClassNonMaxSuppression is not used: it does not compile under XLA.
+and it compiles under XLA. Like torchvision and Detectron it suppresses only at IoU > threshold (measured
+here, kernel and XLA alike: a box at exactly the threshold is kept; tests/modeling/test_detectron_fidelity.py
+checks it). keras-cv's MultiClassNonMaxSuppression is not used: it does not compile under XLA.
 """
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,7 @@ def nms_padded(boxes, scores, max_output, iou_threshold, valid=None):
         is_valid &= tf.cast(valid, tf.bool)
     # Invalid candidates get score -inf, which the kernel's strict `score > score_threshold` drops.
     ranking = tf.where(is_valid, scores, -np.inf)
-    threshold = float(np.nextafter(np.float32(iou_threshold), np.float32(2.0)))
+    threshold = float(iou_threshold)
 
     def one_image(args):
         image_boxes, image_scores = args

@@ -1,4 +1,13 @@
-"""Second-stage RoI sampling: proposals + gt boxes, matched at IoU 0.5, 512 per image with <= 25 % fg."""
+"""Second-stage RoI sampling: proposals + gt boxes, matched at IoU 0.5, 512 per image with <= 25 % fg.
+
+Crowd regions: a proposal whose intersection with a crowd box, divided by the proposal's own area, is
+> crowd_filter_thresh (0.7, Detectron's TRAIN.CROWD_FILTER_THRESH, strict as in its
+`_filter_crowd_proposals`) is ignored: neither foreground nor background. Crowd boxes are never matched
+as gt. Note: Detectron applies this filter with precomputed proposals; its end-to-end path passes
+crowd_thresh=0 "for historical consistency", and detectron2 drops crowd annotations (proposals on a
+crowd become background). The filter is on by default here as the paper's recipe lists it; `None` or
+0 turns it off.
+"""
 import tensorflow as tf
 
 from rethink_tf.ops import box_coder, box_ops, matching, sampling
@@ -19,6 +28,8 @@ def sample_rois(
     box_weights=FAST_RCNN_WEIGHTS,
     proposal_valid=None,
     seed=None,
+    gt_is_crowd=None,
+    crowd_filter_thresh=0.7,
 ):
     """Samples RoIs and their Fast R-CNN targets.
 
@@ -28,6 +39,9 @@ def sample_rois(
       fg_iou: IoU >= fg_iou is foreground; background is bg_iou_low <= IoU < bg_iou_high, the rest ignored.
       proposal_valid: optional bool [B, P]; padded proposals (e.g. score -inf) must be marked False.
       box_weights: coder weights for the box targets.
+      seed: None, a python int or an int32 [2] stateless seed (see sampling.sample_balanced).
+      gt_is_crowd: optional bool [B, M]: rows of gt_boxes that are crowd regions (must be False in
+        gt_valid); with crowd_filter_thresh > 0, proposals mostly inside one are ignored.
     Returns a dict:
       rois float [B, R, 4] (R = num_samples), fg first then bg then unused slots;
       classes int32 [B, R]: gt class for fg, 0 for bg, -1 for unused slots;
@@ -49,6 +63,10 @@ def sample_rois(
     best_iou = tf.reduce_max(tf.where(gt_valid[:, None, :], iou, -1.0), axis=2)
     labels = tf.where((labels == matching.NEGATIVE) & (best_iou < bg_iou_low), matching.IGNORE, labels)
     labels = tf.where(candidate_valid, labels, matching.IGNORE)
+    if gt_is_crowd is not None and crowd_filter_thresh:
+        in_crowd = crowd_overlap(proposals, gt_boxes, gt_is_crowd) > crowd_filter_thresh  # [B, P]
+        in_crowd = tf.concat([in_crowd, tf.zeros_like(gt_valid)], axis=1)  # gt rows are never filtered
+        labels = tf.where(in_crowd, matching.IGNORE, labels)
 
     index, sampled = sampling.sample_balanced(labels, num_samples, fg_fraction, seed=seed)
     rois = tf.gather(candidates, index, batch_dims=1)
@@ -68,3 +86,21 @@ def sample_rois(
         "box_targets": box_targets,
         "matched_gt_index": tf.cast(matched_index, tf.int32),
     }
+
+
+def crowd_overlap(boxes, gt_boxes, gt_is_crowd):
+    """Max over crowd rows of intersection(box, crowd box) / area(box) (COCO's iscrowd IoU).
+
+    boxes [B, N, 4], gt_boxes [B, M, 4], gt_is_crowd bool [B, M] -> float32 [B, N] (0 without crowd;
+    zero-area boxes give 0).
+    """
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    gt_boxes = tf.convert_to_tensor(gt_boxes, tf.float32)
+    top_left = tf.maximum(boxes[:, :, tf.newaxis, :2], gt_boxes[:, tf.newaxis, :, :2])
+    bottom_right = tf.minimum(boxes[:, :, tf.newaxis, 2:], gt_boxes[:, tf.newaxis, :, 2:])
+    extent = tf.maximum(bottom_right - top_left, 0.0)
+    intersection = extent[..., 0] * extent[..., 1]  # [B, N, M]
+    area = box_ops.box_areas(boxes)[:, :, tf.newaxis]
+    overlap = tf.math.divide_no_nan(intersection, area)
+    overlap = tf.where(tf.cast(gt_is_crowd, tf.bool)[:, tf.newaxis, :], overlap, 0.0)
+    return tf.reduce_max(overlap, axis=2)

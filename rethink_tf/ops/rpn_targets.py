@@ -29,8 +29,11 @@ def rpn_targets(
       gt_boxes: float [B, M, 4] yxyx canvas pixels.
       gt_valid: bool [B, M]: real, non-crowd instances (padding and crowd are never matched).
       image_info: float [B, 4, 2] (row 1 = scaled image height/width), used only when
-        boundary_threshold >= 0: anchors reaching more than that many pixels outside the scaled image are
-        ignored (Detectron's STRADDLE_THRESH). The default -1 keeps every anchor (detectron2).
+        boundary_threshold >= 0: an anchor reaching more than boundary_threshold pixels outside the scaled
+        image [0, h] x [0, w] is ignored (Detectron's RPN_STRADDLE_THRESH; 0 ignores every anchor crossing
+        the image border, so the canvas padding yields no negatives). Detectron's boxes are inclusive, its
+        test x2 < w is x2 <= w for these exclusive (x2 = x1 + width) boxes. -1 keeps every anchor
+        (detectron2).
       num_samples, positive_fraction: anchors sampled per image and the positive cap.
       positive_iou, negative_iou: IoU >= positive_iou positive, < negative_iou negative.
     Returns:
@@ -41,12 +44,17 @@ def rpn_targets(
     gt_boxes = tf.convert_to_tensor(gt_boxes, tf.float32)
     gt_valid = tf.cast(gt_valid, tf.bool)
     iou = box_ops.pairwise_iou(anchors, gt_boxes)  # [B, A, M]
-    matched, labels = matching.match_boxes(iou, gt_valid, positive_iou, negative_iou, allow_low_quality)
+    inside = None
     if boundary_threshold >= 0:
         height_width = tf.convert_to_tensor(image_info, tf.float32)[:, 1, :]  # [B, 2]
         limit = tf.concat([height_width, height_width], axis=-1)[:, tf.newaxis, :] + boundary_threshold
         inside = (anchors[tf.newaxis, :, 0] >= -boundary_threshold) & (anchors[tf.newaxis, :, 1] >= -boundary_threshold)
-        inside &= (anchors[tf.newaxis, :, 2] < limit[..., 2]) & (anchors[tf.newaxis, :, 3] < limit[..., 3])
+        inside &= (anchors[tf.newaxis, :, 2] <= limit[..., 2]) & (anchors[tf.newaxis, :, 3] <= limit[..., 3])
+        # As Detectron, which matches only the inside anchors: an outside anchor cannot be a gt's
+        # best (low-quality) match.
+        iou = tf.where(inside[..., tf.newaxis], iou, 0.0)
+    matched, labels = matching.match_boxes(iou, gt_valid, positive_iou, negative_iou, allow_low_quality)
+    if inside is not None:
         labels = tf.where(inside, labels, matching.IGNORE)
 
     index, sampled = sampling.sample_balanced(labels, num_samples, positive_fraction, seed=seed)

@@ -3,14 +3,43 @@
 keras-cv's `sampling.balanced_sample` exceeds the positive fraction when negatives are scarce; this one
 follows detectron2's `subsample_labels`: at most floor(num_samples * positive_fraction) positives, the
 rest negatives, and unused slots when both run out.
+
+Randomness: `seed=None` draws from TF's global (stateful) RNG; a python int or an int32 [2] tensor makes
+the draw a stateless function of (seed, labels), so a training step keyed by (seed, global step,
+replica) draws the same sample after a resume as in the uninterrupted run.
 """
+import numbers
+
 import tensorflow as tf
 
 
-def _random_keys(shape, seed):
+def as_stateless_seed(seed):
+    """None -> None; a python int s -> int32 [2] (s, 0); an int [2] tensor -> int32 [2]."""
     if seed is None:
-        return tf.random.uniform(shape)
-    return tf.random.stateless_uniform(shape, seed=tf.constant([seed, 0], tf.int32))
+        return None
+    if isinstance(seed, numbers.Integral):
+        return tf.constant([seed, 0], tf.int32)
+    seed = tf.convert_to_tensor(seed)
+    if seed.shape.rank != 1 or seed.shape[0] != 2 or not seed.dtype.is_integer:
+        raise ValueError(f"sampling seed must be None, a python int or an integer [2] tensor, got {seed!r}")
+    return tf.cast(seed, tf.int32)
+
+
+def split_seed(seed, num):
+    """`num` int32 [2] seeds derived from one (a list of tensors); same values in eager, graph and XLA."""
+    seeds = tf.random.stateless_uniform([num, 2], seed=as_stateless_seed(seed), minval=None, maxval=None,
+                                        dtype=tf.int32, alg="philox")
+    return tf.unstack(seeds)
+
+
+def _random_keys(shape, seed):
+    """Random int32 keys in [0, 2**31 - 1). Stateless draws are integers from Philox: XLA converts
+    random bits to floats differently from the TF kernels, integers are the same everywhere."""
+    seed = as_stateless_seed(seed)
+    if seed is None:
+        return tf.random.uniform(shape, minval=0, maxval=2**31 - 1, dtype=tf.int32)
+    bits = tf.random.stateless_uniform(shape, seed=seed, minval=None, maxval=None, dtype=tf.int32, alg="philox")
+    return tf.bitwise.bitwise_and(bits, 2**31 - 1)
 
 
 def _gather_slots(values, slot_index):
@@ -23,7 +52,8 @@ def sample_balanced(labels, num_samples, positive_fraction, seed=None):
     Returns:
       indices int32 [B, num_samples]: positives first, then negatives, then unused slots (index 0).
       sampled_labels int32 [B, num_samples]: 1, 0, or -1 for an unused slot.
-    `seed` (python int) makes the draw deterministic (stateless RNG); None draws from the global RNG.
+    `seed`: None draws from the global RNG; a python int or an int32 [2] tensor (stateless RNG seed)
+    makes the draw a deterministic function of the seed and the labels.
     """
     labels = tf.convert_to_tensor(labels, tf.int32)
     if labels.shape.rank != 2 or labels.shape[1] is None:
@@ -37,10 +67,10 @@ def sample_balanced(labels, num_samples, positive_fraction, seed=None):
     keys = _random_keys(tf.shape(labels), seed)
 
     # Random order among positives (resp. negatives) via top-k of random keys; non-members get key -1.
-    pos_keys, pos_index = tf.math.top_k(tf.where(labels == 1, keys, -1.0), k=max(max_positives, 1))
-    neg_keys, neg_index = tf.math.top_k(tf.where(labels == 0, keys, -1.0), k=num_samples)
-    num_pos = tf.reduce_sum(tf.cast(pos_keys[:, :max_positives] >= 0.0, tf.int32), axis=1, keepdims=True)
-    num_neg = tf.reduce_sum(tf.cast(neg_keys >= 0.0, tf.int32), axis=1, keepdims=True)
+    pos_keys, pos_index = tf.math.top_k(tf.where(labels == 1, keys, -1), k=max(max_positives, 1))
+    neg_keys, neg_index = tf.math.top_k(tf.where(labels == 0, keys, -1), k=num_samples)
+    num_pos = tf.reduce_sum(tf.cast(pos_keys[:, :max_positives] >= 0, tf.int32), axis=1, keepdims=True)
+    num_neg = tf.reduce_sum(tf.cast(neg_keys >= 0, tf.int32), axis=1, keepdims=True)
     num_neg = tf.minimum(num_neg, num_samples - num_pos)
 
     slots = tf.range(num_samples, dtype=tf.int32)[tf.newaxis, :]

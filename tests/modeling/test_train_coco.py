@@ -34,10 +34,10 @@ def test_every_loss_decreases_on_one_coco_image(coco_batch, make_tiny_model, mak
     model = make_tiny_model(num_classes, base_width=16, fpn_channels=32, box_conv_dim=16,
                             box_fc_dim=64, mask_conv_dim=16, roi_num_samples=16, sampling_seed=1)
     step = make_train_step(model, keras.optimizers.SGD(0.01, momentum=0.9))
-    # The tiny mask head learns slowly (about 4% in 40 steps, 12-15% in 60), so the run is 60 steps
-    # and compares the first 5 with the last 10: with 40 steps and 5 each, CI saw the mask loss
-    # drop by 4.0% against the 5% margin.
-    history = [{k: float(v) for k, v in step(batch).items()} for _ in range(60)]
+    # The tiny mask head learns slowly, so the run is 90 steps and compares the first 5 with the last
+    # 10. With 60 steps the mask loss dropped by 12-15% with the old targets, but only by 3-9% (run to
+    # run) with Detectron's (straddle 0, binary masks, per-use seeds), against the 5% margin.
+    history = [{k: float(v) for k, v in step(batch).items()} for _ in range(90)]
     assert set(history[0]) == {"rpn_objectness", "rpn_box", "roi_class", "roi_box", "mask"}
     for key in history[0]:
         first = np.mean([h[key] for h in history[:5]])
@@ -47,7 +47,7 @@ def test_every_loss_decreases_on_one_coco_image(coco_batch, make_tiny_model, mak
 
 def test_train_and_predict_steps_compile_with_xla(make_tiny_model, make_batch, make_train_step):
     model = make_tiny_model()
-    batch = make_batch(batch_size=1)
+    batch = {**make_batch(batch_size=1), "sampling_seed": np.array([7, 1], np.int32)}  # as the Trainer's
     step = make_train_step(model, keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=True)
     losses = step(batch)
     assert all(np.isfinite(float(v)) for v in losses.values())

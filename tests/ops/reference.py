@@ -29,6 +29,20 @@ def iou_matrix(a, b):
     return np.array([[iou(x, y) for y in b] for x in a], dtype=np.float64).reshape(len(a), len(b))
 
 
+def intersection_over_first(a, b):
+    """Intersection of yxyx boxes a and b divided by a's area (COCO's iou with iscrowd=1)."""
+    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ih * iw / area if area > 0 else 0.0
+
+
+def inside_image(box, height, width, threshold=0.0):
+    """Detectron's RPN_STRADDLE_THRESH test for exclusive yxyx boxes."""
+    return (box[0] >= -threshold and box[1] >= -threshold
+            and box[2] <= height + threshold and box[3] <= width + threshold)
+
+
 def encode(box, anchor, weights):
     """Detectron2 Box2BoxTransform.get_deltas, one box, returned as (dy, dx, dh, dw)."""
     ax, ay = (anchor[1] + anchor[3]) / 2, (anchor[0] + anchor[2]) / 2

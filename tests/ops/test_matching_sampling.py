@@ -76,3 +76,17 @@ def test_sample_balanced_draws_fresh_samples_each_call_under_xla():
     run = tf.function(lambda l: sampling.sample_balanced(l, 8, 0.5)[0], jit_compile=True)
     first, second = run(labels).numpy(), run(labels).numpy()
     assert set(first[0, :4]) != set(second[0, :4])
+
+
+def test_sample_balanced_takes_a_stateless_tensor_seed_also_under_xla():
+    labels = tf.constant(np.ones((2, 1000), np.int32))
+    run = tf.function(lambda l, seed: sampling.sample_balanced(l, 8, 0.5, seed=seed)[0], jit_compile=True)
+    a = run(labels, tf.constant([5, 9], tf.int32)).numpy()
+    b = run(labels, tf.constant([5, 9], tf.int32)).numpy()
+    c = run(labels, tf.constant([6, 9], tf.int32)).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert set(a[0, :4]) != set(c[0, :4]) and set(a[0, :4]) != set(a[1, :4])
+    np.testing.assert_array_equal(a, sampling.sample_balanced(labels, 8, 0.5, seed=np.array([5, 9]))[0].numpy())
+    # A python int s is the seed (s, 0).
+    np.testing.assert_array_equal(sampling.sample_balanced(labels, 8, 0.5, seed=5)[0].numpy(),
+                                  sampling.sample_balanced(labels, 8, 0.5, seed=tf.constant([5, 0]))[0].numpy())

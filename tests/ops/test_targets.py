@@ -49,6 +49,56 @@ def test_rpn_targets_boundary_threshold_ignores_straddling_anchors():
     np.testing.assert_array_equal(labels.numpy(), [[0, 1, 0]])
 
 
+def test_rpn_targets_straddle_matches_reference_on_an_image_smaller_than_its_canvas():
+    """Only anchors inside the scaled image (40x56 of a 96 canvas) are labelled, and each gt's best
+    (low-quality) anchors are chosen among them, as Detectron matches only the inside anchors."""
+    rng = np.random.default_rng(24)
+    anchors = anchor_ops.multilevel_anchors((96, 96), 2, 4, (16, 32, 64), (0.5, 1.0, 2.0))
+    anchors = np.concatenate([anchors[level].numpy() for level in (2, 3, 4)])
+    # gt 0 hugs the image's corner: its best anchor overall straddles the border (IoU < 0.7).
+    gt_boxes = np.array([[[30, 44, 40, 56], [4, 6, 20, 30], [0, 0, 0, 0]]], np.float32)
+    gt_valid = np.array([[True, True, False]])
+    info = np.array([[[80, 112], [40, 56], [0.5, 0.5], [0, 0]]], np.float32)
+    labels, _ = rpn_targets.rpn_targets(anchors, gt_boxes, gt_valid, info, 10000, 0.5, boundary_threshold=0, seed=1)
+    labels = labels.numpy()[0]
+    inside = np.array([ref.inside_image(a, 40, 56) for a in anchors])
+    iou = ref.iou_matrix(anchors, gt_boxes[0])
+    assert not inside[iou[:, 0].argmax()] and iou[:, 0].max() < 0.7
+    _, want = ref.match(np.where(inside[:, None], iou, 0.0), gt_valid[0], 0.7, 0.3, True)
+    want[~inside] = -1
+    np.testing.assert_array_equal(labels, want)
+    assert (labels[iou[:, 0] > 0.0] == 1).any()  # gt 0 still has a positive anchor
+    # An anchor exactly on the image's border does not cross it.
+    edge = np.array([[0, 0, 40, 56], [0, 0, 40, 56.5]], np.float32)
+    labels, _ = rpn_targets.rpn_targets(edge, gt_boxes, gt_valid, info, 4, 0.5, boundary_threshold=0)
+    np.testing.assert_array_equal(labels.numpy()[0] >= 0, [True, False])
+
+
+def test_sample_rois_ignore_proposals_inside_crowd_regions():
+    gt_boxes = np.array([[[0, 0, 20, 20], [40, 40, 60, 80], [0, 0, 0, 0]]], np.float32)
+    gt_classes = np.array([[1, 2, -1]], np.int32)
+    gt_valid = np.array([[True, False, False]])
+    gt_is_crowd = np.array([[False, True, False]])
+    # Intersection over own area with the crowd box: 1.0, 0.75, exactly 0.7 (kept: Detectron's test is
+    # strict), 0.5; then an fg proposal on gt 0 and a plain background one.
+    props = np.array([[[42, 42, 58, 78], [45, 50, 65, 70], [46, 50, 66, 70], [50, 50, 70, 70],
+                       [1, 1, 20, 20], [20, 0, 40, 20]]], np.float32)
+    want_ratio = [1.0, 0.75, 0.7, 0.5, 0.0, 0.0]
+    ratio = roi_sampling.crowd_overlap(props, gt_boxes, gt_is_crowd).numpy()[0]
+    np.testing.assert_allclose(ratio, [ref.intersection_over_first(p, gt_boxes[0, 1]) for p in props[0]], atol=1e-6)
+    np.testing.assert_allclose(ratio, want_ratio, atol=1e-6)
+    out = roi_sampling.sample_rois(props, gt_boxes, gt_classes, gt_valid, 16, 0.5, gt_is_crowd=gt_is_crowd, seed=0)
+    rois, classes = out["rois"].numpy()[0], out["classes"].numpy()[0]
+    sampled = {tuple(r): c for r, c in zip(rois, classes) if c >= 0}
+    assert set(sampled) == {tuple(p) for p in props[0, 2:]} | {tuple(gt_boxes[0, 0])}
+    assert [sampled[tuple(p)] for p in props[0, 2:]] == [0, 0, 1, 0]
+    # Off (None or 0): the crowd proposals are background, as before.
+    for off in (None, 0.0):
+        out = roi_sampling.sample_rois(props, gt_boxes, gt_classes, gt_valid, 16, 0.5, gt_is_crowd=gt_is_crowd,
+                                       crowd_filter_thresh=off, seed=0)
+        assert (out["classes"].numpy()[0] == 0).sum() == 5
+
+
 def test_sample_rois_match_reference():
     rng = np.random.default_rng(21)
     gt_boxes, gt_classes, gt_valid = _gt(rng, 2, 6, 128)
