@@ -200,16 +200,16 @@ def build_dataset(source, *, training, global_batch_size, input_context=None,
                    divide_by_std=divide_by_std, flip_permutation=flip_permutation)
     common = dict(source=source, training=training, batch_size=batch_size, input_context=input_context,
                   mask_crop_size=mask_crop_size, shuffle_buffer=shuffle_buffer, options=options)
-    if canvases[0] == canvases[1]:  # one canvas: every image, as one stream
+    ids = source.training_image_ids if training else source.image_ids
+    if canvases[0] == canvases[1] or not ids:  # one canvas: every image, as one stream
         ds = _stream(orientation=None, canvas=canvases[0], num_images=source.num_examples(training),
-                     seed=seed, **common)
+                     seed=seed, **common)  # (no ids: the source raises naming itself)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     sizes = source.image_sizes() if hasattr(source, "image_sizes") else None
     if sizes is None:
         raise ValueError(f"source {source.name} does not know its image sizes, which "
                          "build_dataset.aspect_grouping=True needs: set build_dataset.aspect_grouping = False")
-    ids = source.training_image_ids if training else source.image_ids
     num_portrait = sum(bool(preprocess.is_portrait(*sizes[i])) for i in ids)
     num = {"landscape": len(ids) - num_portrait, "portrait": num_portrait}
     streams = [_stream(orientation=o, canvas=c, num_images=num[o],
