@@ -40,8 +40,9 @@ def export_paper_model(size, export_dir, gin_bindings=()):
     model = build_model(num_classes=80)
     model.build_networks()
     categories = [{"id": i + 1, "name": f"class_{i + 1}"} for i in range(80)]
+    landscape, portrait = preprocess.canvas_shapes(size, size)  # S x S images: one square canvas
     inference = model_dir.InferenceConfig(
-        short_side=size, max_size=size, canvas_size=int(math.ceil(size / 32) * 32),
+        short_side=size, max_size=size, landscape_canvas=landscape, portrait_canvas=portrait,
         pixel_mean=tuple(preprocess.PIXEL_MEAN), pixel_std=None)
     module = saved_model.build_export_module(model, categories, inference)
     saved_model.save(module, export_dir, overwrite=True)

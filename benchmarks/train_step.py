@@ -2,6 +2,9 @@
 
     python benchmarks/train_step.py --size=512 --batch=2 [--xla] [--steps=5] [--dtype_policy=mixed_bfloat16]
         [--deterministic]
+    python benchmarks/train_step.py --height=800 --width=1344 --batch=1   # a non-square canvas
+
+The canvas is --height x --width (each defaulting to --size); the whole canvas is image content.
 
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
 warm-up step that traces/compiles), every timed step, the warm-up times, and peak_rss_mb (peak
@@ -24,6 +27,8 @@ from absl import app, flags  # noqa: E402
 from rethink_tf.modeling.factory import build_model  # noqa: E402
 
 flags.DEFINE_integer("size", 512, "Square canvas side in pixels (multiple of 32).")
+flags.DEFINE_integer("height", None, "Canvas height in pixels (multiple of 32); default --size.")
+flags.DEFINE_integer("width", None, "Canvas width in pixels (multiple of 32); default --size.")
 flags.DEFINE_integer("batch", 2, "Images per step.")
 flags.DEFINE_bool("xla", False, "Compile both steps with jit_compile=True.")
 flags.DEFINE_integer("steps", 5, "Timed steps after the warm-up step.")
@@ -36,17 +41,21 @@ NUM_CLASSES = 80
 
 
 def make_batch(batch_size, size, num_instances=7, max_instances=100, mask_size=112, seed=0):
+    """A training batch on a canvas of `size` = side or (height, width) pixels."""
+    height, width = (size, size) if isinstance(size, int) else size
+    extent = np.array([height, width], "float32")
     rng = np.random.default_rng(seed)
-    yx = rng.uniform(0, size * 0.7, size=(batch_size, num_instances, 2))
-    hw = rng.uniform(size * 0.05, size * 0.3, size=(batch_size, num_instances, 2))
+    yx = rng.uniform(0, 1, size=(batch_size, num_instances, 2)) * extent * 0.7
+    hw = rng.uniform(0.05, 0.3, size=(batch_size, num_instances, 2)) * extent
     boxes = np.zeros((batch_size, max_instances, 4), "float32")
-    boxes[:, :num_instances] = np.concatenate([yx, np.minimum(yx + hw, size)], -1)
+    boxes[:, :num_instances] = np.concatenate([yx, np.minimum(yx + hw, extent)], -1)
     classes = -np.ones((batch_size, max_instances), "int32")
     classes[:, :num_instances] = rng.integers(1, NUM_CLASSES + 1, size=(batch_size, num_instances))
     masks = np.zeros((batch_size, max_instances, mask_size, mask_size), "uint8")
     masks[:, :num_instances, mask_size // 4: 3 * mask_size // 4, mask_size // 4: 3 * mask_size // 4] = 1
-    info = np.tile(np.array([[size, size], [size, size], [1, 1], [0, 0]], "float32"), (batch_size, 1, 1))
-    return {"images": rng.normal(size=(batch_size, size, size, 3)).astype("float32") * 50,
+    info = np.tile(np.array([[height, width], [height, width], [1, 1], [0, 0]], "float32"),
+                   (batch_size, 1, 1))
+    return {"images": rng.normal(size=(batch_size, height, width, 3)).astype("float32") * 50,
             "image_info": info, "gt_boxes": boxes, "gt_classes": classes,
             "gt_is_crowd": np.zeros((batch_size, max_instances), bool), "gt_masks": masks}
 
@@ -63,17 +72,24 @@ def _timed(fn, arg, steps):
     return warmup, statistics.median(times), [round(t, 2) for t in times]
 
 
+def canvas_of(f):
+    """(height, width) of the canvas from --height / --width / --size."""
+    hw = (f.height or f.size, f.width or f.size)
+    if hw[0] % 32 or hw[1] % 32:
+        raise app.UsageError(f"the canvas must be a multiple of 32 on both sides, got {hw[0]}x{hw[1]}")
+    return hw
+
+
 def build_steps(f, jit_compile):
     """Model, batch and tf.function train/predict steps from the model flags (shared with
     profile_step.py, so both time the same thing)."""
-    if f.size % 32:
-        raise app.UsageError(f"--size must be a multiple of 32, got {f.size}")
+    hw = canvas_of(f)
     keras.config.set_dtype_policy(f.dtype_policy)
     if f.deterministic:
         tf.random.set_seed(0)  # op determinism refuses unseeded stateful random ops
         tf.config.experimental.enable_op_determinism()
     model = build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head)
-    batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
+    batch = {k: tf.constant(v) for k, v in make_batch(f.batch, hw).items()}
     model.build_networks(image_size=64)
     optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
     optimizer.build(model.trainable_variables)
@@ -100,8 +116,9 @@ def main(_):
     train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
     predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
     print(json.dumps({
-        "model": f"R{f.depth}-FPN Mask R-CNN {f.norm} {f.box_head}", "size": f.size, "batch": f.batch,
-        "xla": f.xla, "dtype_policy": f.dtype_policy, "deterministic": f.deterministic, "steps": f.steps, "train_step_s": round(train_s, 3),
+        "model": f"R{f.depth}-FPN Mask R-CNN {f.norm} {f.box_head}", "canvas": list(canvas_of(f)),
+        "batch": f.batch, "xla": f.xla, "dtype_policy": f.dtype_policy, "deterministic": f.deterministic,
+        "steps": f.steps, "train_step_s": round(train_s, 3),
         "predict_step_s": round(predict_s, 3), "train_warmup_s": round(train_warmup, 1),
         "predict_warmup_s": round(predict_warmup, 1),
         # Every timed step: on this shared machine single steps of one run vary by up to 30%.

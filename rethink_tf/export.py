@@ -38,9 +38,9 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
         raise FileExistsError(f"{export_dir} already holds a SavedModel (pass --overwrite to replace it)")
     model, categories, inference, checkpoint = model_dir_lib.load_model(
         model_dir, checkpoint, gin_bindings)
-    logging.info("Restored %s (%d classes); eval resize short side %d, max %d, canvas %d",
+    logging.info("Restored %s (%d classes); eval resize short side %d, max %d, canvases %s / %s",
                  checkpoint, len(categories), inference.short_side, inference.max_size,
-                 inference.canvas_size)
+                 inference.landscape_canvas, inference.portrait_canvas)
     module = saved_model.build_export_module(model, categories, inference,
                                              paste_masks=paste_masks, mask_threshold=mask_threshold)
     from rethink_tf.training import run_record

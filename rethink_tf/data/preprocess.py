@@ -3,14 +3,27 @@
 Both paths call the same functions, so a served model sees exactly the pixels it was trained on:
 
     image_uint8 = decode_image_bytes(jpeg_or_png_bytes)   # same pixels as PIL / the COCO reader
-    canvas, image_info = resize_and_pad(image_uint8, short_side=800, max_size=1333, canvas_size=1344)
+    landscape, portrait = canvas_shapes(short_side=800, max_size=1333)     # (800, 1344), (1344, 800)
+    canvas, image_info = resize_and_pad(image_uint8, short_side=800, max_size=1333,
+                                        canvas_size=landscape)              # an image with h <= w
     images = normalize_image(canvas, image_info=image_info)
+
+Canvases (Detectron's ASPECT_GROUPING): an image with h <= w ("landscape", squares included) goes on
+the landscape canvas (H, W) = (ceil32(min(short_side, max_size)), canvas_size), an image with h > w
+("portrait") on its transpose (W, H); canvas_size defaults to ceil32(max_size). A resized image always
+fits: its shorter side is at most short_side and its longer side at most max_size. At 800 / 1333 a
+640x480 COCO image (800x1067) fills 79 % of the 800x1344 canvas, against 47 % of a 1344x1344 square.
+Detectron/detectron2 pad each batch to the batch's largest image rounded up to 32 (dynamic shapes);
+one fixed canvas per orientation keeps every shape static (one trace per canvas) at nearly the same
+cost. `canvas_shapes(..., aspect_grouping=False)` gives the single square canvas (both entries equal).
 
 `image_info` is float32 [4, 2] with rows
     [orig_h, orig_w], [scaled_h, scaled_w], [scale_y, scale_x], [offset_y, offset_x]
 where scaled_* is the valid (non-padding) region at the top-left of the canvas, scale_* = scaled / original
 per axis, and the offset row is always 0 (reserved for crops).
 """
+
+import math
 
 import tensorflow as tf
 
@@ -71,28 +84,67 @@ def resize_image(image, short_side, max_size):
     return resized, image_info
 
 
+def ceil32(pixels):
+    """`pixels` rounded up to a multiple of 32 (the FPN's largest stride)."""
+    return int(math.ceil(pixels / 32) * 32)
+
+
+def canvas_shapes(short_side, max_size, canvas_size=None, aspect_grouping=True):
+    """The fixed canvases ((H, W) python ints, multiples of 32) for images resized by `scaled_size`.
+
+    Args:
+      short_side: the largest shorter side the images are resized to (pixels).
+      max_size: cap on the longer side (pixels).
+      canvas_size: the canvases' longer side (default ceil32(max_size)).
+      aspect_grouping: one canvas per orientation (True) or one square canvas (False).
+    Returns:
+      (landscape canvas for h <= w, portrait canvas for h > w); equal (square) without aspect grouping
+      or when the shorter side reaches the longer one.
+    """
+    long_side = ceil32(max_size) if canvas_size is None else int(canvas_size)
+    if not aspect_grouping:
+        return (long_side, long_side), (long_side, long_side)
+    short = min(ceil32(min(short_side, max_size)), long_side)
+    return (short, long_side), (long_side, short)
+
+
+def is_portrait(height, width):
+    """True for images taller than wide (h > w): they go on the portrait canvas. Tensors or numbers."""
+    return height > width
+
+
 def pad_to_canvas(image, canvas_size):
-    """Places `image` [h, w, C] at the top-left of a zero canvas [canvas_size, canvas_size, C]."""
+    """Places `image` [h, w, C] at the top-left of a zero canvas.
+
+    Args:
+      image: [h, w, C] with h <= canvas height and w <= canvas width.
+      canvas_size: (H, W) python ints, or one int for a square canvas.
+    Returns:
+      [H, W, C] (static H, W).
+    """
+    height, width = (canvas_size, canvas_size) if isinstance(canvas_size, int) else canvas_size
     shape = tf.shape(image)
     with tf.control_dependencies([
         tf.debugging.assert_less_equal(
-            tf.reduce_max(shape[:2]), canvas_size,
-            message="image larger than canvas_size: raise canvas_size or lower max_size"),
+            shape[:2], tf.constant([height, width]),
+            message=f"image larger than canvas_size (the {height}x{width} canvas): raise "
+                    "build_dataset.canvas_size or lower max_size"),
     ]):
-        canvas = tf.pad(image, [[0, canvas_size - shape[0]], [0, canvas_size - shape[1]], [0, 0]])
-    return tf.ensure_shape(canvas, [canvas_size, canvas_size, None])
+        canvas = tf.pad(image, [[0, height - shape[0]], [0, width - shape[1]], [0, 0]])
+    return tf.ensure_shape(canvas, [height, width, None])
 
 
 def resize_and_pad(image_uint8, short_side, max_size, canvas_size):
-    """Resizes (shorter side -> short_side, longer <= max_size) and pads to a square canvas.
+    """Resizes (shorter side -> short_side, longer <= max_size) and pads to a canvas.
 
     Args:
       image_uint8: uint8 [h, w, 3] RGB.
       short_side: target shorter side in pixels (python number or scalar tensor).
-      max_size: cap on the longer side in pixels; must be <= canvas_size.
-      canvas_size: side of the output canvas (a python int, multiple of 32 for the FPN).
+      max_size: cap on the longer side in pixels.
+      canvas_size: the output canvas (H, W), or one int for a square; python ints, multiples of 32 for
+        the FPN, large enough for the resized image (see `canvas_shapes`).
     Returns:
-      canvas: float32 [canvas_size, canvas_size, 3], unnormalized 0..255 RGB, zero outside the image.
+      canvas: float32 [H, W, 3], unnormalized 0..255 RGB, zero outside the image.
       image_info: float32 [4, 2] (see module docstring).
     """
     resized, image_info = resize_image(image_uint8, short_side, max_size)

@@ -3,7 +3,10 @@
 Every source exposes (CONTRACT.md): `.name`, `.categories` (label i+1 <-> categories[i]),
 `.num_classes`, `.label_to_category_id(label)` (also `.label_to_category_id_array`),
 `.category_id_to_label(category_id)`, `.image_ids` (ids it yields, after subsetting), `.coco_gt()`,
-`.has_masks`, `.has_keypoints`, and `example_dataset(...)`, a tf.data.Dataset of decoded examples:
+`.has_masks`, `.has_keypoints`, `.image_sizes()` ({image_id: (height, width)} from the annotations,
+without decoding, or None when unknown), and `example_dataset(..., orientation=None)`, a tf.data.Dataset
+of decoded examples (orientation "landscape": only images with h <= w, "portrait": only h > w; what
+the input pipeline's per-orientation canvases need):
 
     image_id  int64 []
     image     uint8 [h, w, 3] RGB, original size
@@ -85,13 +88,36 @@ class DataSource:
     def training_image_ids(self):
         return self.image_ids
 
+    def image_sizes(self):
+        """{image_id: (height, width)} of the images the source yields (no decoding); None: unknown."""
+        return None
+
     def example_dataset(self, *, training, mask_crop_size, input_context=None, seed=None,
-                        shuffle_buffer=1000):
+                        shuffle_buffer=1000, orientation=None):
         raise NotImplementedError(f"{type(self).__name__} must implement example_dataset")
 
 
-def _shard(ds, input_context):
+ORIENTATIONS = (None, "landscape", "portrait")
+
+
+def select_orientation(image_ids, sizes, orientation):
+    """The ids of `image_ids` (order kept) whose image has `orientation`: "landscape" (h <= w),
+    "portrait" (h > w) or None (all)."""
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {orientation!r}")
+    if orientation is None:
+        return list(image_ids)
+    from rethink_tf.data.preprocess import is_portrait
+    want = orientation == "portrait"
+    return [i for i in image_ids if is_portrait(*sizes[i]) == want]
+
+
+def _shard(ds, input_context, num_ids=None, training=False):
+    """Shards by input pipeline. In training, a list shorter than the number of pipelines (e.g. the
+    few portrait images of a small set) is not sharded: every pipeline draws from all of it."""
     if input_context is not None and input_context.num_input_pipelines > 1:
+        if training and num_ids is not None and num_ids < input_context.num_input_pipelines:
+            return ds
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     return ds
 
@@ -177,6 +203,10 @@ class CocoSource(DataSource):
         dataset["annotations"] = anns
         return coco_from_dict(dataset)
 
+    def image_sizes(self):
+        """{image_id: (height, width)} from the json, for every image of the index."""
+        return {i: (im["height"], im["width"]) for i, im in self.index.images.items()}
+
     def load_example(self, image_id, mask_crop_size):
         """Decodes one image and its annotations into numpy arrays (the decoded-example format)."""
         image_id = int(image_id)
@@ -204,15 +234,21 @@ class CocoSource(DataSource):
         return image, boxes, classes, is_crowd, masks, keypoints
 
     def example_dataset(self, *, training, mask_crop_size, input_context=None, seed=None,
-                        shuffle_buffer=1000):
+                        shuffle_buffer=1000, orientation=None):
         """Decoded examples; training: sharded, shuffled every epoch, repeated. Eval: one ordered pass.
 
-        Decoding (PIL + pycocotools) runs in Python via tf.numpy_function, in parallel map calls.
+        `orientation` keeps only landscape (h <= w) or portrait (h > w) images, chosen from the json's
+        sizes before anything is decoded. Decoding (PIL + pycocotools) runs in Python via
+        tf.numpy_function, in parallel map calls.
         """
         ids = self.training_image_ids if training else self.image_ids
         if not ids:
             raise validate.InputError(f"source {self.name}: no images to {'train on' if training else 'evaluate'}")
-        ds = _shard(tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int64)), input_context)
+        ids = select_orientation(ids, self.image_sizes() if orientation else None, orientation)
+        if not ids:
+            raise validate.InputError(f"source {self.name}: no {orientation} images")
+        ds = _shard(tf.data.Dataset.from_tensor_slices(np.asarray(ids, np.int64)), input_context, len(ids),
+                    training)
         if training:
             ds = ds.shuffle(len(ids), seed=seed, reshuffle_each_iteration=True).repeat()
         num_kp = len(self.keypoint_names)

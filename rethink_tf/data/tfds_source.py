@@ -24,7 +24,7 @@ from PIL import Image
 
 from rethink_tf.data import coco as coco_lib
 from rethink_tf.data import preprocess
-from rethink_tf.data.sources import DataSource, coco_from_dict
+from rethink_tf.data.sources import DataSource, coco_from_dict, select_orientation
 from rethink_tf.utils import validate
 
 # COCO's 80 category ids, in the order of tfds coco's 80 labels (and of the categories list).
@@ -145,6 +145,10 @@ class TfdsSource(DataSource):
         candidates = set(self.training_candidates())
         return [i for i in self.image_ids if i in candidates]
 
+    def image_sizes(self):
+        """{image_id: (height, width)} of the split, from the scan (image headers, no decoding)."""
+        return {r["image_id"]: (r["height"], r["width"]) for r in self._scan()[0]}
+
     def num_examples(self, training):
         if not training and self.subset_size is None:
             return self.builder.info.splits[self.split].num_examples
@@ -178,9 +182,10 @@ class TfdsSource(DataSource):
         return coco_from_dict({"images": images, "annotations": anns, "categories": self.categories})
 
     def example_dataset(self, *, training, mask_crop_size, input_context=None, seed=None,
-                        shuffle_buffer=1000):
+                        shuffle_buffer=1000, orientation=None):
         """Decoded examples (see rethink_tf.data.sources). Training: file-level sharding by input_context,
-        shuffled files and examples, repeated. Eval: one ordered pass, sharded by example."""
+        shuffled files and examples, repeated. Eval: one ordered pass, sharded by example.
+        `orientation` filters by image id with the sizes of the scan, before decoding."""
         read_config = tfds.ReadConfig(shuffle_seed=seed, input_context=input_context if training else None)
         # Images are decoded by us (accurate JPEG IDCT), so pixels equal CocoSource's and serving's.
         ds = self.builder.as_dataset(split=self.split, shuffle_files=training, read_config=read_config,
@@ -190,6 +195,14 @@ class TfdsSource(DataSource):
             wanted = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
                 keys, tf.ones_like(keys, tf.int32)), default_value=0)
             ds = ds.filter(lambda ex: wanted.lookup(self._image_id(ex)) > 0)
+        if orientation is not None:
+            ids = select_orientation(self.image_ids, self.image_sizes(), orientation)
+            if not ids:
+                raise ValueError(f"source {self.name}: no {orientation} images")
+            keys = tf.constant(ids, tf.int64)
+            kept = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                keys, tf.ones_like(keys, tf.int32)), default_value=0)
+            ds = ds.filter(lambda ex: kept.lookup(self._image_id(ex)) > 0)
         if not training and input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         ds = ds.map(lambda ex: self._convert(ex, mask_crop_size), num_parallel_calls=tf.data.AUTOTUNE)

@@ -38,7 +38,11 @@ and when the model has a mask head:
   `detection_boxes[b, i]`, then threshold), e.g. with `rethink_tf.ops.masks.paste_masks`.
 
 Images in a batch are preprocessed one by one (tf.map_fn), so their sizes may differ; the model runs
-on one image at a time (its shapes are static: [1, canvas, canvas, 3]).
+on one image at a time, on the canvas of the image's orientation as in evaluation (landscape, h <= w:
+`landscape_canvas`; portrait: `portrait_canvas`; see `rethink_tf.data.preprocess.canvas_shapes`). Each
+image is first padded to the L x L square holding both canvases (L = their longer side) and the
+model call is a tf.cond between two calls with static shapes [1, H, W, 3], each on the top-left
+crop of that square, which is exactly the canvas the input pipeline builds (the padding is zero).
 
 Besides the signatures the SavedModel carries `label_map()` (a tf.function returning
 `category_ids` int32 [K] and `category_names` string [K] for labels 1..K) so clients can name
@@ -75,7 +79,8 @@ class DetectionExportModule(tf.Module):
                  category_names: Sequence[str],
                  short_side: int,
                  max_size: int,
-                 canvas_size: int,
+                 landscape_canvas: Sequence[int],
+                 portrait_canvas: Sequence[int] | None = None,
                  pixel_mean: Sequence[float] = preprocess.PIXEL_MEAN,
                  pixel_std: Sequence[float] | None = None,
                  paste_masks: bool = True,
@@ -86,7 +91,9 @@ class DetectionExportModule(tf.Module):
             model: the Keras MaskRCNN (built, weights restored); called as
                 `model({"images", "image_info"}, training=False)`.
             category_ids, category_names: dataset category id and name of labels 1..K, in order.
-            short_side, max_size, canvas_size: the eval resize (pixels), as in the input pipeline.
+            short_side, max_size: the eval resize (pixels), as in the input pipeline.
+            landscape_canvas, portrait_canvas: (H, W) canvases of images with h <= w and h > w
+                (model_dir.InferenceConfig); portrait default: the landscape canvas transposed.
             pixel_mean, pixel_std: the normalization used in training (std None = mean only).
             paste_masks: also output masks pasted at the original image size.
             mask_threshold: probability at which pasted masks are binarized.
@@ -94,8 +101,14 @@ class DetectionExportModule(tf.Module):
         super().__init__(name=name)
         if len(category_ids) != len(category_names):
             raise ValueError(f"{len(category_ids)} category ids but {len(category_names)} names")
-        if max_size > canvas_size:
-            raise ValueError(f"max_size {max_size} does not fit canvas_size {canvas_size}")
+        landscape = tuple(int(v) for v in landscape_canvas)
+        portrait = landscape[::-1] if portrait_canvas is None else tuple(int(v) for v in portrait_canvas)
+        fits = {"landscape_canvas": min(short_side, max_size) <= landscape[0] and max_size <= landscape[1],
+                "portrait_canvas": max_size <= portrait[0] and min(short_side, max_size) <= portrait[1]}
+        for name, ok in fits.items():
+            if not ok:
+                raise ValueError(f"{name} {landscape if name[0] == 'l' else portrait} cannot hold an image "
+                                 f"resized to short side {short_side}, max_size {max_size}")
         if not model.variables:
             raise ValueError("DetectionExportModule: the model has no variables yet; build it first "
                              "(e.g. MaskRCNN.build_networks) and restore its weights")
@@ -107,7 +120,8 @@ class DetectionExportModule(tf.Module):
         self._category_names = [str(n) for n in category_names]
         self._short_side = int(short_side)
         self._max_size = int(max_size)
-        self._canvas_size = int(canvas_size)
+        self._canvases = {"landscape": landscape, "portrait": portrait}
+        self._square = max(landscape + portrait)  # side of the square holding both canvases
         self._pixel_mean = tuple(float(v) for v in pixel_mean)
         self._pixel_std = None if pixel_std is None else tuple(float(v) for v in pixel_std)
         self._paste_masks = bool(paste_masks)
@@ -115,11 +129,12 @@ class DetectionExportModule(tf.Module):
         self._detect_fn = None
         if hasattr(model, "anchors"):
             # MaskRCNN caches its anchors as numpy on first use, which cannot happen inside a
-            # tf.function: fill the cache for our canvas now, eagerly.
-            model.anchors((self._canvas_size, self._canvas_size))
+            # tf.function: fill the cache for our canvases now, eagerly.
+            for canvas in self._canvases.values():
+                model.anchors(canvas)
         # The per-image model call, traced once: its outputs give the structure tf.map_fn needs,
         # and every signature reuses this trace.
-        canvas_spec = tf.TensorSpec([self._canvas_size, self._canvas_size, 3], tf.float32)
+        canvas_spec = tf.TensorSpec([self._square, self._square, 3], tf.float32)
         info_spec = tf.TensorSpec([4, 2], tf.float32)
         self._run_model_fn = _Untracked(tf.function(self._run_model,
                                                     input_signature=[canvas_spec, info_spec]))
@@ -135,7 +150,7 @@ class DetectionExportModule(tf.Module):
         canvases, image_info = tf.map_fn(
             lambda args: self._preprocess(self._check_image(args[0], "serving_default: images", args[1])),
             (images, tf.range(tf.shape(images)[0])),
-            fn_output_signature=(tf.TensorSpec([self._canvas_size] * 2 + [3], tf.float32),
+            fn_output_signature=(tf.TensorSpec([self._square] * 2 + [3], tf.float32),
                                  tf.TensorSpec([4, 2], tf.float32)))
         return self.detect(canvases, image_info)
 
@@ -161,7 +176,8 @@ class DetectionExportModule(tf.Module):
     def config(self):
         """The preprocessing and mask settings baked into the export (a json-able dict)."""
         return {"short_side": self._short_side, "max_size": self._max_size,
-                "canvas_size": self._canvas_size, "pixel_mean": list(self._pixel_mean),
+                "landscape_canvas": list(self._canvases["landscape"]),
+                "portrait_canvas": list(self._canvases["portrait"]), "pixel_mean": list(self._pixel_mean),
                 "pixel_std": None if self._pixel_std is None else list(self._pixel_std),
                 "paste_masks": self._paste_masks, "mask_threshold": self._mask_threshold,
                 "min_image_side": MIN_IMAGE_SIDE,
@@ -205,15 +221,15 @@ class DetectionExportModule(tf.Module):
             return tf.identity(image)
 
     def _preprocess(self, image):
-        """uint8 [h, w, 3] -> (normalized canvas float32 [C, C, 3], image_info float32 [4, 2])."""
+        """uint8 [h, w, 3] -> (normalized square float32 [L, L, 3], image_info float32 [4, 2])."""
         canvas, image_info = preprocess.resize_and_pad(
-            image, self._short_side, self._max_size, self._canvas_size)
+            image, self._short_side, self._max_size, self._square)
         canvas = preprocess.normalize_image(canvas, mean=self._pixel_mean, std=self._pixel_std,
                                             image_info=image_info)
         return canvas, image_info
 
     def _decode_and_preprocess(self, encoded, what):
-        """string [B] -> canvases [B, C, C, 3] and image_info [B, 4, 2]; refuses non-images."""
+        """string [B] -> squares [B, L, L, 3] and image_info [B, 4, 2]; refuses non-images."""
         def one(args):
             data, index = args
             head = tf.strings.substr(data, 0, 4)
@@ -229,29 +245,39 @@ class DetectionExportModule(tf.Module):
 
         return tf.map_fn(
             one, (encoded, tf.range(tf.shape(encoded)[0])),
-            fn_output_signature=(tf.TensorSpec([self._canvas_size] * 2 + [3], tf.float32),
+            fn_output_signature=(tf.TensorSpec([self._square] * 2 + [3], tf.float32),
                                  tf.TensorSpec([4, 2], tf.float32)))
 
     @property
     def model(self):
         return self._model.value
 
-    def _run_model(self, canvas, image_info):
-        """One image: canvas [C, C, 3], image_info [4, 2] -> the model's outputs without batch dim."""
-        outputs = self.model({"images": canvas[None], "image_info": image_info[None]},
-                             training=False)
-        return {key: value[0] for key, value in outputs.items()}
+    def _run_model(self, square, image_info):
+        """One image: square [L, L, 3], image_info [4, 2] -> the model's outputs without batch dim,
+        computed on the canvas of the image's orientation (a top-left crop of the square)."""
+        def on(canvas_hw):
+            canvas = square[:canvas_hw[0], :canvas_hw[1]]
+            outputs = self.model({"images": canvas[None], "image_info": image_info[None]},
+                                 training=False)
+            return {key: value[0] for key, value in outputs.items()}
+
+        landscape, portrait = self._canvases["landscape"], self._canvases["portrait"]
+        if landscape == portrait:
+            return on(landscape)
+        return tf.cond(preprocess.is_portrait(image_info[0, 0], image_info[0, 1]),
+                       lambda: on(portrait), lambda: on(landscape))
 
     def detect(self, canvases, image_info):
         """Preprocessed batch -> detections: the part shared by the three signatures.
 
         Args:
-            canvases: float32 [B, C, C, 3] normalized canvases; image_info: float32 [B, 4, 2].
+            canvases: float32 [B, L, L, 3] normalized images padded at the bottom/right to the square
+                holding both canvases (L = their longer side); image_info: float32 [B, 4, 2].
         Returns:
             the signatures' output dict (module docstring).
         """
         if self._detect_fn is None:  # one trace shared by every signature
-            spec = [tf.TensorSpec([None, self._canvas_size, self._canvas_size, 3], tf.float32),
+            spec = [tf.TensorSpec([None, self._square, self._square, 3], tf.float32),
                     tf.TensorSpec([None, 4, 2], tf.float32)]
             self._detect_fn = _Untracked(tf.function(self._detect, input_signature=spec))
         return self._detect_fn.value(canvases, image_info)

@@ -14,7 +14,6 @@ given on top (`extra_bindings`, the CLIs' --gin_bindings) are deliberate changes
 import dataclasses
 import inspect
 import json
-import math
 import os
 
 import gin
@@ -29,10 +28,15 @@ LABEL_MAP_FILE = "label_map.json"
 
 @dataclasses.dataclass(frozen=True)
 class InferenceConfig:
-    """Eval-time preprocessing of a run (pixels), as the input pipeline applies it."""
+    """Eval-time preprocessing of a run (pixels), as the input pipeline applies it.
+
+    landscape_canvas / portrait_canvas: (H, W) canvas of the images with h <= w / h > w (equal, one
+    square, without aspect grouping); see `rethink_tf.data.preprocess.canvas_shapes`.
+    """
     short_side: int
     max_size: int
-    canvas_size: int
+    landscape_canvas: tuple
+    portrait_canvas: tuple
     pixel_mean: tuple
     pixel_std: tuple | None
 
@@ -75,14 +79,18 @@ def _eval_dataset_parameter(name):
 def inference_config():
     """The eval preprocessing of the parsed configuration (call after `parse_config`)."""
     from rethink_tf.data import preprocess
+    from rethink_tf.data.input_pipeline import dataset_canvases
+    short_side = int(_eval_dataset_parameter("eval_short_side"))
     max_size = int(_eval_dataset_parameter("max_size"))
     canvas_size = _eval_dataset_parameter("canvas_size")
-    if canvas_size is None:  # build_dataset's rule
-        canvas_size = int(math.ceil(max_size / 32) * 32)
+    landscape, portrait = dataset_canvases(  # the eval pipeline's canvases
+        training=False, eval_short_side=short_side, max_size=max_size,
+        canvas_size=None if canvas_size is None else int(canvas_size),
+        aspect_grouping=bool(_eval_dataset_parameter("aspect_grouping")))
     divide_by_std = bool(_eval_dataset_parameter("divide_by_std"))
     return InferenceConfig(
-        short_side=int(_eval_dataset_parameter("eval_short_side")), max_size=max_size,
-        canvas_size=int(canvas_size), pixel_mean=tuple(preprocess.PIXEL_MEAN),
+        short_side=short_side, max_size=max_size, landscape_canvas=landscape, portrait_canvas=portrait,
+        pixel_mean=tuple(preprocess.PIXEL_MEAN),
         pixel_std=tuple(preprocess.PIXEL_STD) if divide_by_std else None)
 
 

@@ -22,7 +22,8 @@ def build_export_module(model, categories, inference_config, **kwargs):
         model, category_ids=[c["id"] for c in categories],
         category_names=[c["name"] for c in categories],
         short_side=inference_config.short_side, max_size=inference_config.max_size,
-        canvas_size=inference_config.canvas_size, pixel_mean=inference_config.pixel_mean,
+        landscape_canvas=inference_config.landscape_canvas,
+        portrait_canvas=inference_config.portrait_canvas, pixel_mean=inference_config.pixel_mean,
         pixel_std=inference_config.pixel_std, **kwargs)
 
 

@@ -108,8 +108,9 @@ def test_boxes_and_masks_match_pycocotools(coco128_source, coco128_gt, training)
     ds = build_dataset(coco128_source, training=training, global_batch_size=4, flip_prob=1.0, seed=7,
                        **SMALL)
     checked = 0
-    for batch in ds.take(3):
-        assert batch["images"].shape == (4, 320, 320, 3)
+    for batch in ds.take(3):  # one canvas per orientation (landscape 256x320, portrait 320x256)
+        portrait = batch["image_info"][0, 0, 0] > batch["image_info"][0, 0, 1]
+        assert batch["images"].shape == ((4, 320, 256, 3) if portrait else (4, 256, 320, 3))
         assert batch["gt_masks"].shape == (4, 64, 56, 56) and batch["gt_masks"].dtype == tf.uint8
         checked += _check_batch_against_coco(batch, coco128_gt, coco128_source, flipped=training)
     assert checked >= 10
@@ -175,9 +176,10 @@ def test_keypoints_flip_with_left_right_swap():
 def test_eval_pass_is_complete_ordered_and_padded(coco128_first13):
     ds = build_dataset(coco128_first13, training=False, global_batch_size=5, **SMALL)
     ids = np.concatenate([b["image_id"].numpy() for b in ds])
-    assert len(ids) == 15  # 13 images -> 3 batches of 5, the last with 2 padding entries
-    np.testing.assert_array_equal(ids[:13], sorted(coco128_first13.image_ids))
-    np.testing.assert_array_equal(ids[13:], [-1, -1])
+    # 8 landscape images -> 2 batches of 5, the second with 2 padding entries; 5 portrait -> 1 batch.
+    portrait = [36, 49, 64, 72, 73]
+    landscape = [i for i in sorted(coco128_first13.image_ids) if i not in portrait]
+    np.testing.assert_array_equal(ids, landscape + [-1, -1] + portrait)
 
 
 def test_eval_sharding_with_input_context(coco128_first13):
@@ -189,7 +191,8 @@ def test_eval_sharding_with_input_context(coco128_first13):
         batches = [b["image_id"].numpy() for b in ds]
         assert all(len(b) == 3 for b in batches)  # per-replica batch
         shards.append(np.concatenate(batches))
-    assert len(shards[0]) == len(shards[1]) == 9  # 7 and 6 images, each padded to 3 batches of 3
+    # landscape: 4 + 4 images -> 2 batches of 3 each; portrait: 3 + 2 -> 1 batch of 3 each.
+    assert len(shards[0]) == len(shards[1]) == 9
     real = np.concatenate(shards)
     real = real[real >= 0]
     np.testing.assert_array_equal(np.sort(real), sorted(coco128_first13.image_ids))
@@ -207,7 +210,7 @@ def test_training_is_seeded_and_skips_unannotated(coco128_source):
 
 def test_samples_seen_counts(coco128_first13):
     ds = build_dataset(coco128_first13, training=False, global_batch_size=5, **SMALL)
-    last = list(ds)[-1]
+    last = list(ds)[1]  # the last landscape batch: 3 images, 2 padding entries
     counts = {k: int(v) for k, v in samples_seen(last).items()}
     real = last["image_id"].numpy() >= 0
     assert counts["images"] == real.sum() == 3

@@ -64,9 +64,11 @@ CHILD = textwrap.dedent("""
 
 
 def keras_reference(model, image, inference):
-    """What the exported model must return for one uint8 image, computed eagerly in Keras."""
-    canvas, info = preprocess.resize_and_pad(image, inference.short_side, inference.max_size,
-                                             inference.canvas_size)
+    """What the exported model must return for one uint8 image, computed eagerly in Keras on the
+    canvas of the image's orientation."""
+    h, w = image.shape[:2]
+    canvas_hw = inference.portrait_canvas if h > w else inference.landscape_canvas
+    canvas, info = preprocess.resize_and_pad(image, inference.short_side, inference.max_size, canvas_hw)
     canvas = preprocess.normalize_image(canvas, inference.pixel_mean, inference.pixel_std,
                                         image_info=info)
     out = {k: v.numpy()[0] for k, v in model({"images": canvas[None], "image_info": info[None]},
@@ -183,7 +185,34 @@ def test_export_module_refuses_unbuilt_model_and_bad_label_map(tiny_model):
     model, _, _ = tiny_model
     with pytest.raises(ValueError, match="category ids"):
         DetectionExportModule(model, category_ids=[1, 2], category_names=["a"], short_side=96,
-                              max_size=128, canvas_size=128)
-    with pytest.raises(ValueError, match="canvas_size"):
+                              max_size=128, landscape_canvas=(96, 128))
+    with pytest.raises(ValueError, match="landscape_canvas"):
         DetectionExportModule(model, category_ids=[1], category_names=["a"], short_side=96,
-                              max_size=256, canvas_size=128)
+                              max_size=256, landscape_canvas=(96, 128))
+    with pytest.raises(ValueError, match="portrait_canvas"):
+        DetectionExportModule(model, category_ids=[1], category_names=["a"], short_side=96,
+                              max_size=128, landscape_canvas=(96, 128), portrait_canvas=(128, 64))
+
+
+def test_portrait_and_landscape_images_run_on_their_own_canvas(exported, tiny_model):
+    """The SavedModel puts a portrait image on the portrait canvas (128x96 here) and a landscape one on
+    the landscape canvas (96x128), as the eval pipeline does: it equals the Keras model run there."""
+    model, _, inference = tiny_model
+    assert (inference.landscape_canvas, inference.portrait_canvas) == ((96, 128), (128, 96))
+    paths = {os.path.basename(p): p for p in coco_image_paths(13)}
+    landscape, portrait = paths["000000000009.jpg"], paths["000000000036.jpg"]  # 480x640, 640x481
+    loaded = tf.saved_model.load(exported)
+    with open(os.path.join(exported, "assets.extra", "export_config.json")) as f:
+        assert json.load(f)["portrait_canvas"] == [128, 96]
+    encoded = tf.stack([tf.io.read_file(landscape), tf.io.read_file(portrait)])
+    outputs = loaded.signatures["image_bytes"](image_bytes=encoded)
+    served = {k: v.numpy().tolist() for k, v in outputs.items() if "masks" not in k}
+    served["mask_pixels"] = outputs["detection_masks"].numpy().astype(np.int64).sum((2, 3)).tolist()
+    served["box_mask_sum"] = outputs["detection_box_masks"].numpy().sum((2, 3)).tolist()
+    for i, path in enumerate((landscape, portrait)):
+        image = preprocess.decode_image_bytes(tf.io.read_file(path)).numpy()
+        reference = keras_reference(model, image, inference)
+        assert_matches(served, reference, i, image.shape[:2])
+        boxes = np.array(served["detection_boxes"][i][:reference["num_detections"]])
+        assert boxes[:, [0, 2]].max() <= image.shape[0] and boxes[:, [1, 3]].max() <= image.shape[1]
+        assert boxes.max() > 128  # original pixels, not the 96/128-pixel canvas

@@ -97,11 +97,16 @@ def test_inference_config_follows_eval_scope_then_defaults():
                           "build_dataset.max_size = 600", "build_dataset.divide_by_std = True"],
                      finalize=False)
         got = model_dir_lib.inference_config()
-        assert (got.short_side, got.max_size, got.canvas_size) == (512, 600, 608)
+        assert (got.short_side, got.max_size) == (512, 600)
+        assert (got.landscape_canvas, got.portrait_canvas) == ((512, 608), (608, 512))
         assert got.pixel_std is not None
         gin.clear_config()
         got = model_dir_lib.inference_config()
-        assert (got.short_side, got.max_size, got.canvas_size, got.pixel_std) == (800, 1333, 1344, None)
+        assert (got.short_side, got.max_size, got.pixel_std) == (800, 1333, None)
+        assert (got.landscape_canvas, got.portrait_canvas) == ((800, 1344), (1344, 800))
+        config.parse([], ["build_dataset.aspect_grouping = False"], finalize=False)
+        got = model_dir_lib.inference_config()
+        assert (got.landscape_canvas, got.portrait_canvas) == ((1344, 1344), (1344, 1344))
     finally:
         gin.clear_config()
 
@@ -115,7 +120,7 @@ def test_model_restored_from_trainer_checkpoint_equals_trained_model(tiny_model,
         restored, categories, inference, path = model_dir_lib.load_model(run)
     finally:
         gin.clear_config()
-    assert path == checkpoint and categories == CATEGORIES and inference.canvas_size == 128
+    assert path == checkpoint and categories == CATEGORIES and inference.landscape_canvas == (96, 128)
     original = {v.path: v.numpy() for v in model.variables}
     assert len(restored.variables) == len(original)
     for v in restored.variables:
