@@ -29,6 +29,8 @@ def test_coco128_overfit_bbox_ap_rises(tmp_path):
     assert steps == [100, 200, 300, 400], steps
     ap = [r["bbox"]["AP"] for r in records]
     print("bbox AP by step:", dict(zip(steps, ap)))
-    # AP is in percent (COCO convention). The first evaluation is near zero; the last well above it.
-    assert ap[0] < 5.0, ap
+    # AP is in percent (COCO convention). The last evaluation is well above the first, and at least twice
+    # it: with Detectron's recipe (2x bias LR, binary mask targets) the first evaluation is no longer
+    # near zero (14.0 at step 100 in official_runs/coco128_overfit, against 0.0 before).
     assert ap[-1] >= ap[0] + 15.0, ap
+    assert ap[-1] >= 2.0 * ap[0], ap
