@@ -5,8 +5,8 @@ Narrow test models change only widths/depths here; there is one implementation.
 """
 import gin
 
-from rethink_tf.modeling.backbones.resnet import BLOCKS_PER_DEPTH, ResNet
-from rethink_tf.modeling.backbones.vgg import VGG16
+from rethink_tf.modeling.backbones.builder import BACKBONES, build_backbone
+from rethink_tf.modeling.backbones.resnet import BLOCKS_PER_DEPTH
 from rethink_tf.modeling.fpn import FPN
 from rethink_tf.modeling.heads.mask_head import MaskHead
 from rethink_tf.modeling.heads.registry import build_head, registered_heads
@@ -15,8 +15,6 @@ from rethink_tf.modeling.mask_rcnn import MaskRCNN
 from rethink_tf.modeling.norm import NORM_KINDS
 from rethink_tf.modeling.roi_stage import RoIBoxStage
 from rethink_tf.utils import validate
-
-BACKBONES = ("resnet", "vgg16")
 
 
 def _resolve_norms(norm, backbone_norm, fpn_norm, head_norm):
@@ -149,9 +147,10 @@ def build_model(num_classes,
     _validate_arguments(locals())
     backbone_norm, fpn_norm, head_norm = _resolve_norms(norm, backbone_norm, fpn_norm, head_norm)
     if backbone == "resnet":
-        body = ResNet(depth=depth, norm=backbone_norm, base_width=base_width, groups=groups,
-                      width_per_group=width_per_group, zero_init_last_norm=zero_init_last_norm,
-                      freeze_at=freeze_at, blocks_per_stage=blocks_per_stage, name="backbone")
+        body = build_backbone(kind="resnet", depth=depth, norm=backbone_norm, base_width=base_width,
+                              groups=groups, width_per_group=width_per_group,
+                              zero_init_last_norm=zero_init_last_norm, freeze_at=freeze_at,
+                              blocks_per_stage=blocks_per_stage, name="backbone")
         fpn = FPN(num_channels=fpn_channels, norm=fpn_norm, min_level=2, max_level=5, name="fpn")
         feature_channels = fpn_channels
         lo, hi = rpn_min_level or 2, rpn_max_level or 6
@@ -162,7 +161,8 @@ def build_model(num_classes,
         if backbone_norm != "none":
             raise validate.ConfigError("build_model: the VGG-16 body has no normalization; set norm='none' "
                              f"(got backbone_norm={backbone_norm!r}).")
-        body = VGG16(width_multiplier=vgg_width_multiplier, freeze_at=freeze_at, name="backbone")
+        body = build_backbone(kind="vgg16", norm="none", vgg_width_multiplier=vgg_width_multiplier,
+                              freeze_at=freeze_at, name="backbone")
         fpn = None
         feature_channels = body.out_channels[4]
         lo, hi = rpn_min_level or 4, rpn_max_level or 4
