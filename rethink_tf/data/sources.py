@@ -1,6 +1,6 @@
 """Data sources: where images and annotations come from, in one decoded-example format.
 
-Every source exposes (CONTRACT.md): `.name`, `.categories` (label i+1 <-> categories[i]),
+Every source exposes: `.name`, `.categories` (label i+1 <-> categories[i]),
 `.num_classes`, `.label_to_category_id(label)` (also `.label_to_category_id_array`),
 `.category_id_to_label(category_id)`, `.image_ids` (ids it yields, after subsetting), `.coco_gt()`,
 `.has_masks`, `.has_keypoints`, `.image_sizes()` ({image_id: (height, width)} from the annotations,

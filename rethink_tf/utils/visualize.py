@@ -3,7 +3,7 @@
 Pure numpy + PIL, no TensorFlow: used by `rethink_tf.predict` to write PNGs and by the trainer
 for TensorBoard image summaries (`tf.summary.image` takes the uint8 arrays returned here, stacked).
 
-Conventions follow CONTRACT.md: boxes are yxyx in the pixels of the image being drawn on; masks
+Conventions: boxes are yxyx in the pixels of the image being drawn on; masks
 given to `draw_detections` are full-image {0,1} arrays, one per box. Box-frame masks (the model's
 28x28 probabilities or the pipeline's SxS gt crops) are pasted first with `paste_box_masks`.
 """
@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# The pipeline's default normalization (CONTRACT.md, "The batch"); used to undo it for display.
+# The pipeline's default normalization (rethink_tf.data.preprocess); used to undo it for display.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
 
