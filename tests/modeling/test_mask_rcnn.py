@@ -142,3 +142,22 @@ def test_roi_heads_kind_is_chosen_through_the_registry():
         registry._KINDS.pop("two_stage_test")
     with pytest.raises(ValueError, match="build_model.roi_heads = 'nope': expected one of"):
         build_model(3, roi_heads="nope")
+
+
+def test_entry_points_compose_to_the_model_call(run):
+    """features -> propose -> roi_heads.predict_boxes -> postprocessor.select ->
+    roi_heads.forward_with_given_boxes -> postprocessor.to_original gives model(batch) exactly."""
+    model, batch, _, det = run
+    feats = model.features(batch["images"])
+    proposals, valid = model.propose(feats, batch["image_info"])
+    assert tuple(proposals.shape) == (2, 50, 4) and tuple(valid.shape) == (2, 50)
+    boxes, scores = model.roi_heads.predict_boxes(feats, proposals, valid, batch["image_info"])
+    assert tuple(boxes.shape) == (2, 50, 3, 4) and tuple(scores.shape) == (2, 50, 3)
+    assert (np.asarray(scores)[~np.asarray(valid)] == 0).all()
+    selected = model.postprocessor.select(boxes, scores)
+    masks = model.roi_heads.forward_with_given_boxes(feats, selected["detection_boxes"],
+                                                     selected["detection_classes"])["mask_probs"]
+    got = model.postprocessor.to_original({**selected, "detection_masks": masks}, batch["image_info"])
+    assert set(got) == set(det)
+    for key in det:
+        np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(det[key]), err_msg=key)
