@@ -190,12 +190,14 @@ def build_model(num_classes,
         fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
         class_agnostic=class_agnostic_box, pooler_kwargs=pooler,
         crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed)
-    branches = {}
+    # The stages are built before the branches (the layer creation order sets the initial weights
+    # drawn under a global seed: the same as before the RoI heads were split into stages / branches).
+    roi_heads_layer = build_roi_heads(roi_heads, num_classes, stage_kwargs, {})
     if mask:
-        branches["mask"] = MaskBranch(
+        roi_heads_layer.add_branch("mask", MaskBranch(
             MaskHead(num_classes, num_convs=mask_num_convs, conv_dim=mask_conv_dim, norm=head_norm,
                      name="mask_head"),
-            pooler=RoIPooler(14, name="mask_pooler", **pooler), target_threshold=mask_target_threshold)
+            pooler=RoIPooler(14, name="mask_pooler", **pooler), target_threshold=mask_target_threshold))
     rpn = RegionProposalNetwork(
         rpn_head, anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, min_level=lo, max_level=hi,
         fg_iou=rpn_fg_iou, bg_iou=rpn_bg_iou, batch_size_per_image=rpn_batch_size_per_image,
@@ -203,7 +205,7 @@ def build_model(num_classes,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
         pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=rpn_nms_iou)
     return MaskRCNN(
-        num_classes, body, fpn, rpn, build_roi_heads(roi_heads, num_classes, stage_kwargs, branches),
+        num_classes, body, fpn, rpn, roi_heads_layer,
         DetectionPostProcessor(score_threshold=score_threshold, nms_iou=nms_iou,
                                detections_per_image=detections_per_image),
         loss_weights=loss_weights, sampling_seed=sampling_seed)

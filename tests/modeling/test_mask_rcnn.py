@@ -137,6 +137,7 @@ def test_roi_heads_kind_is_chosen_through_the_registry():
         first, second = model.roi_heads.box_stages
         assert (first.fg_iou, second.fg_iou, second.predictor.class_agnostic) == (0.4, 0.6, True)
         assert first.pooler is not second.pooler and list(model.roi_heads.branches) == ["mask"]
+        assert model.roi_heads.branches["mask"].max_fg == 128  # set from the last stage by add_branch
         assert model.roi_heads.branches["mask"].pooler.output_size == 14
     finally:
         registry._KINDS.pop("two_stage_test")

@@ -5,7 +5,8 @@ A kind is a builder `fn(num_classes, stage_kwargs, branches) -> StandardRoIHeads
   coder_weights, fg_iou, num_samples, fg_fraction, class_agnostic, crowd_filter_thresh,
   sampling_seed) plus "pooler_kwargs" (RoIPooler arguments); each stage builds its own pooler from
   them with `make_box_stage`.
-- branches: {name: branch} built by the model (e.g. {"mask": MaskBranch}).
+- branches: {name: branch} to pass to the RoI heads; `build_model` passes {} and adds its branches
+  afterwards (`StandardRoIHeads.add_branch`), so that stage layers are created first.
 A new kind registers itself with `@register_roi_heads("name")`; making the builder a gin
 configurable gives its own parameters bindings (e.g. per-stage IoUs of a cascade).
 """

@@ -35,11 +35,16 @@ class StandardRoIHeads(keras.layers.Layer):
         self.box_stages = list(box_stages)
         if not self.box_stages:
             raise ValueError("StandardRoIHeads needs at least one box stage")
-        self.branches = dict(branches or {})
+        self.branches = {}
+        for name, branch in (branches or {}).items():
+            self.add_branch(name, branch)
+
+    def add_branch(self, name, branch):
+        """Adds a branch (run on the last stage's foreground RoIs / on given boxes)."""
         last = self.box_stages[-1]
-        for branch in self.branches.values():
-            if getattr(branch, "max_fg", 0) is None:  # every foreground RoI of the sampler
-                branch.max_fg = int(math.ceil(last.num_samples * last.fg_fraction))
+        if getattr(branch, "max_fg", 0) is None:  # every foreground RoI of the sampler
+            branch.max_fg = int(math.ceil(last.num_samples * last.fg_fraction))
+        self.branches[name] = branch
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
