@@ -4,6 +4,12 @@
 (total − 20k) iterations (Detectron / detectron2 / the paper, §3.2). Another global batch B scales
 every iteration count by 16/B and the LR by B/16 (the linear scaling rule): detectron2's 9× at
 batch 64 is LR 0.08, 202,500 iterations, steps 187,500 / 197,500.
+
+A run can also be the tail of an N× schedule (`start_at_batch_16`): the paper switches its plain
+Mask R-CNN to Cascade R-CNN for the final 270k iterations of 9×. The new run counts its own steps from
+0 (a fresh optimizer), runs the remaining (N × 90k − start) iterations, decays at the same points of
+the long schedule counted from the switch, and has no warmup, so its LR at step s is the long
+schedule's at start + s.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ def _validate_arguments(args):
     validate.number(b("warmup_factor"), args["warmup_factor"], minimum=0, maximum=1, exclusive_minimum=True)
     validate.boolean(b("scale_warmup_with_batch"), args["scale_warmup_with_batch"])
     validate.integer(b("total_steps"), args["total_steps"], minimum=1, allow_none=True)
+    validate.integer(b("start_at_batch_16"), args["start_at_batch_16"], minimum=0, allow_none=True)
     validate.integers(b("boundaries"), args["boundaries"], minimum=1, increasing=True, allow_none=True)
 
 
@@ -88,6 +95,7 @@ def paper_schedule(
     total_steps: int | None = None,
     boundaries: tuple[int, ...] | None = None,
     base_lr: float | None = None,
+    start_at_batch_16: int | None = None,
 ) -> ScheduleSpec:
     """Resolves the paper's "N×" schedule for a global batch.
 
@@ -104,6 +112,9 @@ def paper_schedule(
       boundaries: explicit decay steps; with `total_steps` and no boundaries the paper's rule is
         applied proportionally (decays at 1 − 60/90N and 1 − 20/90N of the run).
       base_lr: explicit LR at the actual batch, overriding the linear scaling rule.
+      start_at_batch_16: this run is the N× schedule from this iteration (at batch 16) on: total and
+        boundaries shifted by it (boundaries already passed dropped), no warmup; it must lie past the
+        warmup and before the end. Not with `total_steps` / `boundaries`.
 
     Returns:
       A `ScheduleSpec` in steps at `global_batch_size`.
@@ -115,7 +126,20 @@ def paper_schedule(
     explicit_boundaries = boundaries is not None
     reference_total = schedule_multiplier * ITERATIONS_PER_X
     reference_decays = (reference_total - FIRST_DECAY_BEFORE_END, reference_total - SECOND_DECAY_BEFORE_END)
-    if total_steps is None:
+    if start_at_batch_16 is not None:
+        if total_steps is not None or boundaries is not None:
+            validate.fail("paper_schedule.start_at_batch_16", start_at_batch_16,
+                          "None when paper_schedule.total_steps or paper_schedule.boundaries is bound")
+        if not warmup_steps_at_batch_16 <= start_at_batch_16 < reference_total:
+            validate.fail("paper_schedule.start_at_batch_16", start_at_batch_16,
+                          f"an iteration in [{warmup_steps_at_batch_16} (end of warmup), {reference_total:.0f}) "
+                          f"of the {schedule_multiplier}x schedule")
+        start = _scale_steps(start_at_batch_16, global_batch_size)
+        total = _scale_steps(reference_total, global_batch_size) - start
+        boundaries = tuple(b - start for b in (_scale_steps(max(d, 0), global_batch_size) for d in reference_decays)
+                           if b > start)
+        warmup_steps_at_batch_16 = 0
+    elif total_steps is None:
         total = _scale_steps(reference_total, global_batch_size)
         if boundaries is None:
             boundaries = tuple(_scale_steps(max(d, 0), global_batch_size) for d in reference_decays)
