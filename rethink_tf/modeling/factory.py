@@ -70,6 +70,7 @@ def _validate_arguments(args):
     for name in ("box_num_convs", "mask_num_convs"):
         v.integer(b(name), args[name], minimum=0)
     v.integer(b("freeze_at"), args["freeze_at"], minimum=0, maximum=5)
+    v.one_of(b("roi_heads"), args["roi_heads"], ("standard", "cascade"))
     for name in ("zero_init_last_norm", "class_agnostic_box", "mask"):
         v.boolean(b(name), args[name])
     v.number(b("vgg_width_multiplier"), args["vgg_width_multiplier"], minimum=0, exclusive_minimum=True)
@@ -98,6 +99,17 @@ def _validate_arguments(args):
     v.integer(b("sampling_seed"), args["sampling_seed"], allow_none=True)
 
 
+def _roi_heads(kind, num_classes, box_stage, branches):
+    """StandardRoIHeads on `box_stage`, or a cascade whose stage 1 is `box_stage`."""
+    if kind == "cascade":
+        from rethink_tf.modeling.roi_heads import cascade
+
+        weights = tuple(tuple(w * k for w in box_stage.coder_weights) for k in (1, 2, 3))
+        stages = cascade.cascade_stages(box_stage, ious=(box_stage.fg_iou, 0.6, 0.7), coder_weights=weights)
+        return cascade.CascadeRoIHeads(num_classes, stages, branches)
+    return StandardRoIHeads(num_classes, [box_stage], branches)
+
+
 @gin.configurable
 def build_model(num_classes,
                 backbone="resnet", depth=50, base_width=64, groups=1, width_per_group=None,
@@ -113,7 +125,7 @@ def build_model(num_classes,
                 pre_nms_topk_test=1000, post_nms_topk_test=1000, rpn_nms_iou=0.7,
                 box_head="4conv1fc", box_num_convs=4, box_conv_dim=256, box_fc_dim=None,
                 roi_num_samples=512, roi_fg_fraction=0.25, roi_fg_iou=0.5, crowd_filter_thresh=0.7,
-                box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False,
+                box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False, roi_heads="standard",
                 mask=True, mask_num_convs=4, mask_conv_dim=256, mask_target_threshold=0.5,
                 score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
                 loss_weights=None, sampling_seed=None):
@@ -138,6 +150,9 @@ def build_model(num_classes,
       roi_*: RoI sampling; crowd_filter_thresh: proposals whose intersection over their own area
         with a crowd box is > this are ignored (0.7, Detectron's CROWD_FILTER_THRESH; None: off).
       box_coder_weights, class_agnostic_box: box regression.
+      roi_heads: "standard" (one box stage, Mask R-CNN) or "cascade" (Cascade Mask R-CNN: 3 stages at
+        IoU 0.5 / 0.6 / 0.7, coder weights box_coder_weights x 1, 2, 3, every stage class-agnostic
+        whatever class_agnostic_box says; rethink_tf.modeling.roi_heads.cascade).
       mask: mask head on (Mask R-CNN) or off (Faster R-CNN); mask_num_convs / mask_conv_dim widths.
       mask_target_threshold: mask targets binarized at >= this (0.5, Detectron); None: soft.
       score_threshold, nms_iou, detections_per_image: inference.
@@ -185,7 +200,8 @@ def build_model(num_classes,
     box_stage = RoIBoxStage(
         num_classes, head=box_head, head_kwargs=head_kwargs, coder_weights=box_coder_weights,
         fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
-        class_agnostic=class_agnostic_box, pooler=RoIPooler(7, name="box_pooler", **pooler),
+        class_agnostic=class_agnostic_box or roi_heads == "cascade",
+        pooler=RoIPooler(7, name="box_pooler", **pooler),
         crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed, name="box_stage")
     branches = {}
     if mask:
@@ -200,7 +216,7 @@ def build_model(num_classes,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
         pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=rpn_nms_iou)
     return MaskRCNN(
-        num_classes, body, fpn, rpn, StandardRoIHeads(num_classes, [box_stage], branches),
+        num_classes, body, fpn, rpn, _roi_heads(roi_heads, num_classes, box_stage, branches),
         DetectionPostProcessor(score_threshold=score_threshold, nms_iou=nms_iou,
                                detections_per_image=detections_per_image),
         loss_weights=loss_weights, sampling_seed=sampling_seed)
