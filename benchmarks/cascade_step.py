@@ -26,11 +26,8 @@ from train_step import NUM_CLASSES, make_batch  # noqa: E402
 
 from rethink_tf.modeling.factory import build_model  # noqa: E402
 
-flags.DEFINE_integer("size", 256, "Square canvas side in pixels (multiple of 32).")
-flags.DEFINE_integer("batch", 1, "Images per step.")
+# --size, --batch, --depth and --xla are train_step.py's flags (imported with its make_batch).
 flags.DEFINE_integer("rounds", 5, "Timed rounds (each: one train and one predict step per model).")
-flags.DEFINE_integer("depth", 50, "ResNet depth.")
-flags.DEFINE_bool("xla", False, "Compile the steps with jit_compile=True.")
 
 
 def _steps(model, jit_compile):
@@ -60,7 +57,7 @@ def _time(fn, batch):
 def main(_):
     f = flags.FLAGS
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
-    models = {"plain": build_model(NUM_CLASSES, depth=f.depth), "cascade": build_model(NUM_CLASSES, depth=f.depth, cascade=True)}
+    models = {"plain": build_model(NUM_CLASSES, depth=f.depth), "cascade": build_model(NUM_CLASSES, depth=f.depth, roi_heads="cascade")}
     steps, times = {}, {}
     for name, model in models.items():
         model.build_networks(image_size=64)
