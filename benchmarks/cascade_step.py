@@ -57,7 +57,8 @@ def _time(fn, batch):
 def main(_):
     f = flags.FLAGS
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
-    models = {"plain": build_model(NUM_CLASSES, depth=f.depth), "cascade": build_model(NUM_CLASSES, depth=f.depth, roi_heads="cascade")}
+    models = {"plain": build_model(NUM_CLASSES, depth=f.depth),
+              "cascade": build_model(NUM_CLASSES, depth=f.depth, roi_heads="cascade")}
     steps, times = {}, {}
     for name, model in models.items():
         model.build_networks(image_size=64)

@@ -148,8 +148,8 @@ def paper_schedule(
                           f"an iteration in (0, {reference_total:.0f}] of the {schedule_multiplier}x schedule")
         start, end = _scale_steps(start, global_batch_size), _scale_steps(end, global_batch_size)
         total = end - start
-        boundaries = tuple(b - start for b in (_scale_steps(max(d, 0), global_batch_size) for d in reference_decays)
-                           if start < b < end)
+        decays = (_scale_steps(max(d, 0), global_batch_size) for d in reference_decays)
+        boundaries = tuple(b - start for b in decays if start < b < end)
         if start_at_batch_16:
             warmup_steps_at_batch_16 = 0
     elif total_steps is None:

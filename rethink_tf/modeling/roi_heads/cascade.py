@@ -138,9 +138,11 @@ def cascade_stages(first_stage, ious=CASCADE_IOUS, coder_weights=CASCADE_CODER_W
     if len(ious) != len(coder_weights) or len(ious) < 2:
         raise ValueError(f"cascade: {len(ious)} IoUs and {len(coder_weights)} coder weights; expected the "
                          "same number, at least 2")
-    if abs(first_stage.fg_iou - ious[0]) > 1e-9 or tuple(first_stage.coder_weights) != tuple(map(float, coder_weights[0])):
+    first_weights = tuple(float(w) for w in coder_weights[0])
+    if abs(first_stage.fg_iou - ious[0]) > 1e-9 or tuple(first_stage.coder_weights) != first_weights:
         raise ValueError(f"cascade: stage 1 has fg_iou {first_stage.fg_iou} and coder weights "
-                         f"{first_stage.coder_weights}; the cascade's first entries are {ious[0]} and {coder_weights[0]}")
+                         f"{first_stage.coder_weights}; the cascade's first entries are {ious[0]} and "
+                         f"{coder_weights[0]}")
     config = first_stage.get_config()
     stages = [first_stage]
     for k in range(2, len(ious) + 1):
