@@ -22,13 +22,14 @@ flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings after DIR/config.g
                           "'build_model.score_threshold = 0.3'.")
 flags.DEFINE_bool("paste_masks", True, "Output masks pasted at the original image size "
                   "(detection_masks) besides the 28x28 box-frame masks.")
-flags.DEFINE_float("mask_threshold", 0.5, "Probability at which pasted masks are binarized.")
+flags.DEFINE_float("mask_threshold", None, "Probability at which pasted masks are binarized "
+                   "(default: the run's, DIR/inference_config.json; 0.5 for older runs).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel in --export_dir.")
 FLAGS = flags.FLAGS
 
 
 def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=True,
-           mask_threshold=0.5, overwrite=False):
+           mask_threshold=None, overwrite=False):
     """Rebuilds, restores and exports a run's model; returns export_dir."""
     from rethink_tf.serving import model_dir as model_dir_lib
     from rethink_tf.serving import saved_model
@@ -41,6 +42,8 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
     logging.info("Restored %s (%d classes); eval resize short side %d, max %d, canvases %s / %s",
                  checkpoint, len(categories), inference.short_side, inference.max_size,
                  inference.landscape_canvas, inference.portrait_canvas)
+    if mask_threshold is None:
+        mask_threshold = model_dir_lib.mask_threshold(model_dir)
     module = saved_model.build_export_module(model, categories, inference,
                                              paste_masks=paste_masks, mask_threshold=mask_threshold)
     from rethink_tf.training import run_record

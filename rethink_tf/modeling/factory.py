@@ -14,7 +14,7 @@ from rethink_tf.modeling.heads.rpn_head import RPNHead
 from rethink_tf.modeling.mask_rcnn import MaskRCNN
 from rethink_tf.modeling.norm import NORM_KINDS
 from rethink_tf.modeling.postprocess import DetectionPostProcessor
-from rethink_tf.modeling.roi_heads import MaskBranch, RoIBoxStage, RoIPooler, StandardRoIHeads
+from rethink_tf.modeling.roi_heads import MaskBranch, RoIPooler, build_roi_heads, registered_roi_heads
 from rethink_tf.modeling.rpn import RegionProposalNetwork
 from rethink_tf.utils import validate
 
@@ -70,7 +70,6 @@ def _validate_arguments(args):
     for name in ("box_num_convs", "mask_num_convs"):
         v.integer(b(name), args[name], minimum=0)
     v.integer(b("freeze_at"), args["freeze_at"], minimum=0, maximum=5)
-    v.one_of(b("roi_heads"), args["roi_heads"], ("standard", "cascade"))
     for name in ("zero_init_last_norm", "class_agnostic_box", "mask"):
         v.boolean(b(name), args[name])
     v.number(b("vgg_width_multiplier"), args["vgg_width_multiplier"], minimum=0, exclusive_minimum=True)
@@ -91,23 +90,13 @@ def _validate_arguments(args):
     for name in ("rpn_positive_fraction", "roi_fg_fraction", "rpn_nms_iou", "nms_iou"):
         v.number(b(name), args[name], minimum=0, maximum=1, exclusive_minimum=True)
     v.one_of(b("box_head"), args["box_head"], registered_heads("box"))
+    v.one_of(b("roi_heads"), args["roi_heads"], registered_roi_heads())
     v.reals(b("box_coder_weights"), args["box_coder_weights"], length=4, minimum=0, exclusive_minimum=True)
     weights = args["loss_weights"]
     if weights is not None and (not isinstance(weights, dict) or not all(
             isinstance(k, str) and validate._is_real(w) and w >= 0 for k, w in weights.items())):
         v.fail(b("loss_weights"), weights, "None or a dict {loss name: finite number >= 0}")
     v.integer(b("sampling_seed"), args["sampling_seed"], allow_none=True)
-
-
-def _roi_heads(kind, num_classes, box_stage, branches):
-    """StandardRoIHeads on `box_stage`, or a cascade whose stage 1 is `box_stage`."""
-    if kind == "cascade":
-        from rethink_tf.modeling.roi_heads import cascade
-
-        weights = tuple(tuple(w * k for w in box_stage.coder_weights) for k in (1, 2, 3))
-        stages = cascade.cascade_stages(box_stage, ious=(box_stage.fg_iou, 0.6, 0.7), coder_weights=weights)
-        return cascade.CascadeRoIHeads(num_classes, stages, branches)
-    return StandardRoIHeads(num_classes, [box_stage], branches)
 
 
 @gin.configurable
@@ -150,9 +139,8 @@ def build_model(num_classes,
       roi_*: RoI sampling; crowd_filter_thresh: proposals whose intersection over their own area
         with a crowd box is > this are ignored (0.7, Detectron's CROWD_FILTER_THRESH; None: off).
       box_coder_weights, class_agnostic_box: box regression.
-      roi_heads: "standard" (one box stage, Mask R-CNN) or "cascade" (Cascade Mask R-CNN: 3 stages at
-        IoU 0.5 / 0.6 / 0.7, coder weights box_coder_weights x 1, 2, 3, every stage class-agnostic
-        whatever class_agnostic_box says; rethink_tf.modeling.roi_heads.cascade).
+      roi_heads: registered RoI-heads kind ("standard": one box stage; rethink_tf.modeling.roi_heads
+        .registry), built from the box-stage settings above and the branches.
       mask: mask head on (Mask R-CNN) or off (Faster R-CNN); mask_num_convs / mask_conv_dim widths.
       mask_target_threshold: mask targets binarized at >= this (0.5, Detectron); None: soft.
       score_threshold, nms_iou, detections_per_image: inference.
@@ -197,12 +185,11 @@ def build_model(num_classes,
         build_head("box", box_head)  # raises with the registered names
         head_kwargs = {}
     pooler = dict(sampling_ratio=2, min_level=roi_levels[0], max_level=roi_levels[1])
-    box_stage = RoIBoxStage(
-        num_classes, head=box_head, head_kwargs=head_kwargs, coder_weights=box_coder_weights,
+    stage_kwargs = dict(
+        head=box_head, head_kwargs=head_kwargs, coder_weights=tuple(box_coder_weights),
         fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
-        class_agnostic=class_agnostic_box or roi_heads == "cascade",
-        pooler=RoIPooler(7, name="box_pooler", **pooler),
-        crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed, name="box_stage")
+        class_agnostic=class_agnostic_box, pooler_kwargs=pooler,
+        crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed)
     branches = {}
     if mask:
         branches["mask"] = MaskBranch(
@@ -216,7 +203,7 @@ def build_model(num_classes,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
         pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=rpn_nms_iou)
     return MaskRCNN(
-        num_classes, body, fpn, rpn, _roi_heads(roi_heads, num_classes, box_stage, branches),
+        num_classes, body, fpn, rpn, build_roi_heads(roi_heads, num_classes, stage_kwargs, branches),
         DetectionPostProcessor(score_threshold=score_threshold, nms_iou=nms_iou,
                                detections_per_image=detections_per_image),
         loss_weights=loss_weights, sampling_seed=sampling_seed)

@@ -16,21 +16,24 @@ Design (detectron2's `CascadeROIHeads`, in this package's terms):
   last stage; the post-processor's detections then get their masks from the mask branch
   (`forward_with_given_boxes`), so the mask head runs on the last stage's boxes.
 
-Variable paths: stage 1 keeps the plain model's paths, so a run can start from a plain Mask R-CNN
-checkpoint (`rethink_tf.training.warm_start`) and only stages 2..N start fresh; stage k > 1 lives below
-"box_stage_<k>/".
+Variable paths: stage 1 keeps the plain model's paths (box_head/..., box_predictor/...), so a run can
+start from a plain Mask R-CNN checkpoint (`rethink_tf.training.warm_start`) and only stages 2..N (and
+stage 1's regressor, class-specific in the plain model) start fresh; stage k > 1 has its own head and
+predictor names, box_head_stage<k>/... and box_predictor_stage<k>/....
+
+Built by `build_model.roi_heads = "cascade"` (registry kind "cascade"): stage 1 from the model's
+box-stage settings (class-agnostic whatever `build_model.class_agnostic_box` says), stage k with IoU
+CASCADE_IOUS[k-1] and the model's coder weights times k (the defaults give (10, 10, 5, 5), (20, 20, 10,
+10), (30, 30, 15, 15)).
 """
-import keras
 from keras import ops
 
-from rethink_tf.modeling.roi_heads.box_stage import RoIBoxStage
-from rethink_tf.modeling.roi_heads.pooler import RoIPooler
+from rethink_tf.modeling.roi_heads.registry import make_box_stage, register_roi_heads
 from rethink_tf.modeling.roi_heads.roi_heads import StandardRoIHeads
 from rethink_tf.ops import cascade_targets
 from rethink_tf.ops.gradients import scale_gradient
 
 CASCADE_IOUS = (0.5, 0.6, 0.7)
-CASCADE_CODER_WEIGHTS = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0))
 
 
 def stage_losses(stages, features, first_targets, gt_boxes, gt_classes, gt_valid, gt_is_crowd, image_hw):
@@ -98,18 +101,6 @@ class CascadeRoIHeads(StandardRoIHeads):
     def num_stages(self):
         return len(self.box_stages)
 
-    def build_networks(self, channels, batch_size=1, dtype="float32"):
-        """Stage 1's variables get the plain model's paths (so a plain checkpoint initializes it);
-        stage k > 1 creates its variables below "box_stage_<k>/"."""
-        for k, stage in enumerate(self.box_stages, start=1):
-            if k == 1:
-                stage.build_networks(channels, batch_size, dtype)
-            else:
-                with keras.name_scope(f"box_stage_{k}"):
-                    stage.build_networks(channels, batch_size, dtype)
-        for branch in self.branches.values():
-            branch.build_networks(channels, batch_size, dtype)
-
     def losses(self, features, proposals, proposal_valid, targets, image_info, seed=None):
         """-> {"roi_class_stage<k>", "roi_box_stage<k>" for k = 1..N, <branch losses>} float32 scalars
         (unweighted). Arguments as StandardRoIHeads.losses; the branches train on stage 1's sample."""
@@ -131,29 +122,17 @@ class CascadeRoIHeads(StandardRoIHeads):
                        ops.cast(image_info, "float32")[:, 1, :])
 
 
-def cascade_stages(first_stage, ious=CASCADE_IOUS, coder_weights=CASCADE_CODER_WEIGHTS):
-    """The N box stages of a cascade whose stage 1 is `first_stage` (a class-agnostic RoIBoxStage with
-    fg_iou ious[0] and coder weights coder_weights[0]); stages 2..N copy its head, pooler and sampler
-    settings with their own IoU and coder weights, named "box_stage_<k>"."""
-    if len(ious) != len(coder_weights) or len(ious) < 2:
-        raise ValueError(f"cascade: {len(ious)} IoUs and {len(coder_weights)} coder weights; expected the "
-                         "same number, at least 2")
-    first_weights = tuple(float(w) for w in coder_weights[0])
-    if abs(first_stage.fg_iou - ious[0]) > 1e-9 or tuple(first_stage.coder_weights) != first_weights:
-        raise ValueError(f"cascade: stage 1 has fg_iou {first_stage.fg_iou} and coder weights "
-                         f"{first_stage.coder_weights}; the cascade's first entries are {ious[0]} and "
-                         f"{coder_weights[0]}")
-    config = first_stage.get_config()
-    stages = [first_stage]
-    for k in range(2, len(ious) + 1):
-        pooler_config = {key: value for key, value in first_stage.pooler.get_config().items()
-                         if key in ("output_size", "sampling_ratio", "min_level", "max_level", "canonical_size",
-                                    "canonical_level")}
-        stages.append(RoIBoxStage(
-            config["num_classes"], head=config["head"], head_kwargs=config["head_kwargs"],
-            coder_weights=coder_weights[k - 1], fg_iou=ious[k - 1], num_samples=config["num_samples"],
-            fg_fraction=config["fg_fraction"], class_agnostic=True,
-            pooler=RoIPooler(name=f"box_pooler_stage{k}", **pooler_config),
-            crowd_filter_thresh=config["crowd_filter_thresh"], sampling_seed=config["sampling_seed"],
-            name=f"box_stage_{k}"))
-    return stages
+@register_roi_heads("cascade")
+def cascade_roi_heads(num_classes, stage_kwargs, branches, ious=CASCADE_IOUS):
+    """Registry builder: N = len(ious) class-agnostic stages; stage k has fg_iou ious[k-1] and the
+    model's coder weights times k; the branches follow the last stage."""
+    if len(ious) < 2 or list(ious) != sorted(ious):
+        raise ValueError(f"cascade: IoU thresholds {ious}: expected at least 2, increasing")
+    weights = tuple(float(w) for w in stage_kwargs["coder_weights"])
+    stages = []
+    for k, iou in enumerate(ious, start=1):
+        names = {} if k == 1 else dict(name=f"box_stage_{k}", head_name=f"box_head_stage{k}",
+                                        predictor_name=f"box_predictor_stage{k}")
+        stages.append(make_box_stage(num_classes, stage_kwargs, fg_iou=iou, class_agnostic=True,
+                                     coder_weights=tuple(w * k for w in weights), **names))
+    return CascadeRoIHeads(num_classes, stages, branches)
