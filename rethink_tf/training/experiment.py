@@ -81,12 +81,16 @@ def pixel_std():
     return PIXEL_STD
 
 
-def model_builder(source, backbone_weights: str | None = None, report_dir: str | None = None):
+def model_builder(source, backbone_weights: str | None = None, report_dir: str | None = None,
+                  init_checkpoint: str | None = None, init_checkpoint_skip=()):
     """() -> the gin-configured model for `source` (mask head off when the source has no masks).
 
     With `backbone_weights` (a rethink_tf backbone weight file, the "w/ pre-train" arm) the backbone is
     initialized from it and the matched / unmatched report is written to report_dir/backbone_weights.json.
-    A later checkpoint restore (resume) overrides these initial values as it should.
+    With `init_checkpoint` (another run's checkpoint, e.g. the plain Mask R-CNN a cascade run switches
+    from) the variables both models share are then copied from it (`warm_start`; report in
+    report_dir/init_checkpoint.json). A later checkpoint restore (resume) overrides these initial values
+    as it should.
     """
     from rethink_tf.modeling.factory import build_model
 
@@ -102,6 +106,13 @@ def model_builder(source, backbone_weights: str | None = None, report_dir: str |
                 tf.io.gfile.makedirs(report_dir)
                 with tf.io.gfile.GFile(os.path.join(report_dir, "backbone_weights.json"), "w") as f:
                     json.dump({"file": backbone_weights, **dataclasses.asdict(report)}, f, indent=1)
+        if init_checkpoint:
+            from rethink_tf.training import warm_start
+
+            model.build_networks()
+            report = warm_start.init_from_checkpoint(model, init_checkpoint, skip=init_checkpoint_skip)
+            if report_dir:
+                warm_start.write_report(report, report_dir)
         return model
 
     return build
@@ -157,7 +168,8 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
 @gin.configurable(denylist=["model_dir", "strategy"])
 def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=None, global_batch_size: int = 16,
                eval_batch_size: int = 8, eval_max_batches: int | None = None, images_to_draw: int = 3,
-               max_steps: int | None = None, backbone_weights: str | None = None):
+               max_steps: int | None = None, backbone_weights: str | None = None,
+               init_checkpoint: str | None = None, init_checkpoint_skip=()):
     """Trains (resuming from DIR if it holds checkpoints) with periodic COCO evaluation.
 
     Writes DIR/config.gin, DIR/run_config.json (`run_record`: what the run is trained with, also stored in
@@ -175,6 +187,11 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
       images_to_draw: validation images with predicted boxes and masks sent to TensorBoard.
       max_steps: stop after this many steps of this process (smoke runs); None = the whole schedule.
       backbone_weights: backbone weight file to start from (the "w/ pre-train" arm); None = random init.
+      init_checkpoint: another run's checkpoint (prefix DIR/ckpt-N, or DIR for its latest) whose variables
+        shared with this model (same path and shape) initialize it, e.g. the plain Mask R-CNN a cascade
+        run switches from (`rethink_tf.training.warm_start`; report in DIR/init_checkpoint.json). Only
+        weights: this run's step, LR schedule, optimizer state and samples-seen counters start at 0.
+      init_checkpoint_skip: regular expressions of variable paths left fresh although in the checkpoint.
     Returns:
       the last step's loss terms.
     """
@@ -191,6 +208,11 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
 
     if backbone_weights and not tf.io.gfile.exists(backbone_weights):
         raise FileNotFoundError(f"experiment.backbone_weights: no file {backbone_weights}")
+    if init_checkpoint is not None:
+        from rethink_tf.training import warm_start
+
+        init_checkpoint = warm_start.resolve_checkpoint(init_checkpoint)
+    _validate_patterns("experiment.init_checkpoint_skip", init_checkpoint_skip)
     spec = schedule_lib.paper_schedule(global_batch_size=global_batch_size)
     logging.info("Schedule: %s", spec)
     from rethink_tf.training import distribute
@@ -215,7 +237,7 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
             return coco_evaluator.flatten_metrics(metrics), images
 
     record_variable = run_record.checkpoint_variable()
-    trainer = trainer_lib.Trainer(model_dir, strategy, model_builder(train_source, backbone_weights, model_dir), dataset_fn, spec,
+    trainer = trainer_lib.Trainer(model_dir, strategy, model_builder(train_source, backbone_weights, model_dir, init_checkpoint, init_checkpoint_skip), dataset_fn, spec,
                                   global_batch_size, eval_fn=eval_fn,
                                   after_first_step=lambda: write_config(model_dir, operative=True),
                                   extra_checkpoint_items={run_record.RECORD_KEY: record_variable})
@@ -238,6 +260,17 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     trainer.restore_or_initialize()
     record_variable.assign(run_record.to_json(record))  # after the restore: checkpoints record this configuration
     return trainer.train(max_steps=max_steps)
+
+
+def _validate_patterns(binding, patterns):
+    """A list/tuple of regular expressions (strings that compile)."""
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+        validate.fail(binding, patterns, "a list of regular expressions (strings)")
+    for p in patterns:
+        try:
+            re.compile(p)
+        except re.error as err:
+            validate.fail(binding, patterns, f"valid regular expressions ({p!r}: {err})")
 
 
 def _experiment_parameter(name, default):

@@ -4,6 +4,14 @@
 (total − 20k) iterations (Detectron / detectron2 / the paper, §3.2). Another global batch B scales
 every iteration count by 16/B and the LR by B/16 (the linear scaling rule): detectron2's 9× at
 batch 64 is LR 0.08, 202,500 iterations, steps 187,500 / 197,500.
+
+A run can also be the tail of an N× schedule (`start_at_batch_16`): the paper switches its plain
+Mask R-CNN to Cascade R-CNN for the final 270k iterations of 9×. The new run counts its own steps from
+0 (a fresh optimizer), runs the remaining (N × 90k − start) iterations, decays at the same points of
+the long schedule counted from the switch, and has no warmup, so its LR at step s is the long
+schedule's at start + s. The run before the switch is the head of the same schedule
+(`end_at_batch_16`): the N× schedule stopped at that iteration, so its last checkpoint is the one the
+switch starts from.
 """
 
 from __future__ import annotations
@@ -73,6 +81,8 @@ def _validate_arguments(args):
     validate.number(b("warmup_factor"), args["warmup_factor"], minimum=0, maximum=1, exclusive_minimum=True)
     validate.boolean(b("scale_warmup_with_batch"), args["scale_warmup_with_batch"])
     validate.integer(b("total_steps"), args["total_steps"], minimum=1, allow_none=True)
+    validate.integer(b("start_at_batch_16"), args["start_at_batch_16"], minimum=0, allow_none=True)
+    validate.integer(b("end_at_batch_16"), args["end_at_batch_16"], minimum=1, allow_none=True)
     validate.integers(b("boundaries"), args["boundaries"], minimum=1, increasing=True, allow_none=True)
 
 
@@ -88,6 +98,8 @@ def paper_schedule(
     total_steps: int | None = None,
     boundaries: tuple[int, ...] | None = None,
     base_lr: float | None = None,
+    start_at_batch_16: int | None = None,
+    end_at_batch_16: int | None = None,
 ) -> ScheduleSpec:
     """Resolves the paper's "N×" schedule for a global batch.
 
@@ -104,6 +116,12 @@ def paper_schedule(
       boundaries: explicit decay steps; with `total_steps` and no boundaries the paper's rule is
         applied proportionally (decays at 1 − 60/90N and 1 − 20/90N of the run).
       base_lr: explicit LR at the actual batch, overriding the linear scaling rule.
+      start_at_batch_16: this run is the N× schedule from this iteration (at batch 16) on: total and
+        boundaries shifted by it (boundaries already passed dropped), no warmup; it must lie past the
+        warmup and before the end. Not with `total_steps` / `boundaries`.
+      end_at_batch_16: this run is the N× schedule up to this iteration (at batch 16): it stops there
+        with the LR the long run has there (decays after it never happen). Not with `total_steps` /
+        `boundaries`; with `start_at_batch_16`, the part in between.
 
     Returns:
       A `ScheduleSpec` in steps at `global_batch_size`.
@@ -115,7 +133,26 @@ def paper_schedule(
     explicit_boundaries = boundaries is not None
     reference_total = schedule_multiplier * ITERATIONS_PER_X
     reference_decays = (reference_total - FIRST_DECAY_BEFORE_END, reference_total - SECOND_DECAY_BEFORE_END)
-    if total_steps is None:
+    if start_at_batch_16 is not None or end_at_batch_16 is not None:
+        for name, value in (("start_at_batch_16", start_at_batch_16), ("end_at_batch_16", end_at_batch_16)):
+            if value is not None and (total_steps is not None or boundaries is not None):
+                validate.fail(f"paper_schedule.{name}", value,
+                              "None when paper_schedule.total_steps or paper_schedule.boundaries is bound")
+        start, end = start_at_batch_16 or 0, reference_total if end_at_batch_16 is None else end_at_batch_16
+        if start_at_batch_16 is not None and not warmup_steps_at_batch_16 <= start < end:
+            validate.fail("paper_schedule.start_at_batch_16", start,
+                          f"an iteration in [{warmup_steps_at_batch_16} (end of warmup), {end:.0f}) of the "
+                          f"{schedule_multiplier}x schedule")
+        if not 0 < end <= reference_total:
+            validate.fail("paper_schedule.end_at_batch_16", end,
+                          f"an iteration in (0, {reference_total:.0f}] of the {schedule_multiplier}x schedule")
+        start, end = _scale_steps(start, global_batch_size), _scale_steps(end, global_batch_size)
+        total = end - start
+        decays = (_scale_steps(max(d, 0), global_batch_size) for d in reference_decays)
+        boundaries = tuple(b - start for b in decays if start < b < end)
+        if start_at_batch_16:
+            warmup_steps_at_batch_16 = 0
+    elif total_steps is None:
         total = _scale_steps(reference_total, global_batch_size)
         if boundaries is None:
             boundaries = tuple(_scale_steps(max(d, 0), global_batch_size) for d in reference_decays)

@@ -60,3 +60,35 @@ def test_bad_values_name_the_binding():
         paper_schedule(global_batch_size=0)
     with pytest.raises(ValueError, match="boundaries"):
         paper_schedule(global_batch_size=16, total_steps=10, boundaries=(8, 4))
+
+
+@pytest.mark.parametrize("batch", [16, 64])
+def test_tail_of_a_schedule_continues_its_lr(batch):
+    """The cascade switch: a run that is the 9x schedule from iteration 540k on has, at each of its steps
+    s, the LR the whole 9x run has at 540k + s (scaled to the batch), and ends where it ends."""
+    full = paper_schedule(global_batch_size=batch, schedule_multiplier=9)
+    tail = paper_schedule(global_batch_size=batch, schedule_multiplier=9, start_at_batch_16=540_000)
+    start = 540_000 * 16 // batch
+    assert tail.total_steps == full.total_steps - start == 270_000 * 16 // batch
+    assert tail.boundaries == tuple(b - start for b in full.boundaries) and tail.warmup_steps == 0
+    for s in (0, 1, 1000, tail.boundaries[0] - 1, tail.boundaries[0], tail.boundaries[1], tail.total_steps - 1):
+        np.testing.assert_allclose(_lr(tail, s), full.lr_at(start + s), rtol=1e-6, err_msg=f"step {s}")
+    # The run before the switch is the head: the same LR up to 540k, where it ends.
+    head = paper_schedule(global_batch_size=batch, schedule_multiplier=9, end_at_batch_16=540_000)
+    assert (head.total_steps, head.boundaries, head.warmup_steps) == (start, (), full.warmup_steps)
+    for s in (0, full.warmup_steps // 2, full.warmup_steps, start - 1):
+        np.testing.assert_allclose(_lr(head, s), full.lr_at(s), rtol=1e-6, err_msg=f"step {s}")
+    # A start past the first decay keeps only the later one.
+    assert paper_schedule(global_batch_size=16, schedule_multiplier=9, start_at_batch_16=760_000).boundaries == (30_000,)
+
+
+def test_tail_start_out_of_range_or_combined_names_the_binding():
+    for start in (100, 810_000):
+        with pytest.raises(ValueError, match="start_at_batch_16"):
+            paper_schedule(global_batch_size=16, schedule_multiplier=9, start_at_batch_16=start)
+    with pytest.raises(ValueError, match="start_at_batch_16"):
+        paper_schedule(global_batch_size=16, total_steps=1000, start_at_batch_16=600)
+    with pytest.raises(ValueError, match="end_at_batch_16"):
+        paper_schedule(global_batch_size=16, schedule_multiplier=1, end_at_batch_16=90_001)
+    with pytest.raises(ValueError, match="start_at_batch_16"):
+        paper_schedule(global_batch_size=16, schedule_multiplier=9, start_at_batch_16=600_000, end_at_batch_16=540_000)
