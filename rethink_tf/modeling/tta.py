@@ -228,3 +228,124 @@ def average_masks(mask_probs, flips):
         raise ValueError(f"average_masks: {len(mask_probs)} mask sets for {len(flips)} variants")
     unflipped = [tf.reverse(m, axis=[-1]) if f else m for m, f in zip(mask_probs, flips)]
     return tf.add_n(unflipped) / float(len(unflipped))
+
+
+# ---- the augmented detector -------------------------------------------------------------------------
+
+class TTADetector:
+    """A trained detector run with test-time augmentation on one original image at a time.
+
+    `detect(image)`: uint8 [h, w, 3] -> the keys `model(batch, training=False)` returns, with a batch
+    dimension of 1 (detection_boxes in original pixels, detection_scores, detection_classes,
+    num_detections, detection_masks when the model has a mask branch), plus `image_info` [1, 4, 2] of
+    the base variant (row 0: the original size). A tf.function (one trace; images of either
+    orientation), usable inside a SavedModel signature.
+
+    Args:
+      model: the built, restored MaskRCNN (features / propose / roi_heads / postprocessor).
+      augmentation: a `TestTimeAugmentation`.
+      inference: the run's eval preprocessing (`rethink_tf.serving.model_dir.InferenceConfig`:
+        short_side, max_size, landscape_canvas, portrait_canvas, pixel_mean, pixel_std).
+      jit_compile: compile each per-canvas function with XLA.
+    """
+
+    def __init__(self, model, augmentation: TestTimeAugmentation, inference, jit_compile: bool = False):
+        self.model = model
+        self.augmentation = augmentation
+        self.variants = augmentation.variants(inference.short_side, inference.max_size)
+        self.pixel_mean = tuple(inference.pixel_mean)
+        self.pixel_std = None if inference.pixel_std is None else tuple(inference.pixel_std)
+        base = (tuple(inference.landscape_canvas), tuple(inference.portrait_canvas))
+        is_base = lambda v: (v.short_side, v.max_size) == (inference.short_side, inference.max_size)
+        self.canvases = {v: base if is_base(v) else preprocess.canvas_shapes(v.short_side, v.max_size)
+                         for v in self.variants}
+        self.jit_compile = bool(jit_compile)
+        self.has_masks = _has_mask_branch(model)
+        self._boxes_fns, self._masks_fns = {}, {}
+        for pair in self.canvases.values():
+            for canvas in pair:
+                if hasattr(model, "anchors"):  # fill the model's eager anchor cache outside any trace
+                    model.anchors(canvas)
+        self._merge_fn = tf.function(self._merge)
+        self._variant_boxes_fn = tf.function(self._variant_boxes)
+        self._finish_fn = tf.function(self._finish)
+        self._square = all(pair[0] == pair[1] for pair in self.canvases.values())
+
+    def detect(self, image):
+        """uint8 [h, w, 3] -> detections (class docstring). Eagerly, the image's orientation picks the
+        canvases in Python and only the per-canvas functions and the merge are traced; in a graph
+        (a SavedModel signature) a tf.cond on the orientation holds both."""
+        image = tf.convert_to_tensor(image, tf.uint8)
+        if self._square:
+            return self._detect_on(image, 0)
+        if tf.executing_eagerly():
+            return self._detect_on(image, int(preprocess.is_portrait(int(image.shape[0]), int(image.shape[1]))))
+        portrait = preprocess.is_portrait(tf.shape(image)[0], tf.shape(image)[1])
+        return tf.cond(portrait, lambda: self._detect_on(image, 1), lambda: self._detect_on(image, 0))
+
+    # one tf.function per canvas, shared by the variants (a scale and its flip) drawn on it
+    def _boxes_fn(self, canvas):
+        if canvas not in self._boxes_fns:
+            def boxes(images, image_info):
+                features = self.model.features(images, training=False)
+                proposals, valid = self.model.propose(features, image_info, training=False)
+                return self.model.roi_heads.predict_boxes(features, proposals, valid, image_info)
+            self._boxes_fns[canvas] = tf.function(boxes, jit_compile=self.jit_compile)
+        return self._boxes_fns[canvas]
+
+    def _masks_fn(self, canvas):
+        if canvas not in self._masks_fns:
+            def masks(images, boxes, classes):
+                features = self.model.features(images, training=False)
+                return self.model.roi_heads.forward_with_given_boxes(
+                    features, boxes, classes, training=False)["mask_probs"]
+            self._masks_fns[canvas] = tf.function(masks, jit_compile=self.jit_compile)
+        return self._masks_fns[canvas]
+
+    def _detect_on(self, image, orientation):
+        """All variants on their canvases of `orientation` (0 landscape, 1 portrait)."""
+        inputs, all_boxes, all_scores = [], [], []
+        for variant in self.variants:
+            canvas = self.canvases[variant][orientation]
+            images, image_info = variant_input(image, variant, canvas, self.pixel_mean, self.pixel_std)
+            images, image_info = images[None], image_info[None]
+            boxes, scores = self._boxes_fn(canvas)(images, image_info)
+            inputs.append((canvas, images, image_info))
+            all_boxes.append(boxes)
+            all_scores.append(scores)
+        infos = [info for _, _, info in inputs]
+        detections = self._merge_fn(all_boxes, all_scores, infos)
+        if not self.has_masks:
+            return self._finish_fn(detections, infos, None)
+        probs = []
+        for variant, (canvas, images, image_info), boxes in zip(
+                self.variants, inputs, self._variant_boxes_fn(detections["detection_boxes"], infos)):
+            probs.append(self._masks_fn(canvas)(images, boxes, detections["detection_classes"]))
+        return self._finish_fn(detections, infos, probs)
+
+    def _merge(self, all_boxes, all_scores, infos):
+        """Per-variant candidates -> merged detections in the base variant's canvas frame."""
+        reference = infos[0]  # the base variant: its frame is the reference, its boxes untouched
+        mapped = [all_boxes[0]] + [to_reference(b, info, v.flip, reference)
+                                   for b, info, v in zip(all_boxes[1:], infos[1:], self.variants[1:])]
+        return merge_detections(tf.concat(mapped, axis=1), tf.concat(all_scores, axis=1),
+                                self.model.postprocessor, self.augmentation.merge, self.augmentation.vote_iou)
+
+    def _variant_boxes(self, boxes, infos):
+        """Merged boxes (base canvas frame) -> each variant's canvas (mirrored for flip variants)."""
+        return [boxes] + [from_reference(boxes, infos[0], info, v.flip)
+                          for info, v in zip(infos[1:], self.variants[1:])]
+
+    def _finish(self, detections, infos, probs):
+        out = dict(self.model.postprocessor.to_original(detections, infos[0]))
+        if probs is not None:
+            masks = average_masks(probs, [v.flip for v in self.variants])
+            out["detection_masks"] = tf.where((detections["detection_classes"] > 0)[..., None, None], masks, 0.0)
+        out["image_info"] = infos[0]
+        return out
+
+
+def _has_mask_branch(model):
+    heads = getattr(model, "roi_heads", None)
+    branches = getattr(heads, "branches", None) or {}
+    return "mask" in branches
