@@ -37,12 +37,15 @@ flip variants); the M x M probabilities of flip variants are mirrored back (colu
 probabilities averaged over variants. Empty detection slots stay 0.
 
 Cost: 2 backbone passes per variant (boxes, then masks for the merged boxes, as Detectron; keeping
-18 variants' FPN features instead would need ~0.2 GB each at 1200 / 2000), so TTA evaluation costs
-about 2 x sum over variants of (canvas area / base canvas area) plain evaluations: with the defaults
-and COCO's 800 / 1333 base, 2 x (2 x 800x1344 + 2 x sum_s ceil32(s) x 2016) / (800 x 1344) ~= 44x.
-Memory: one variant's activations at a time (the largest canvas 1216 x 2016 is 2.3x the 800 x 1344
-base canvas), plus the candidates, V x P x K' x 4 floats (18 x 1000 x 80 x 4 x 4 B = 23 MB). Traces:
-two per canvas and orientation (boxes, masks), 2 x 2 x (1 + len(scales)).
+18 variants' FPN features instead would need ~0.2 GB each at 1200 / 2000), and the box head on every
+variant's proposals. With the defaults and COCO's 800 / 1333 base the canvases add up to
+2 x 800x1344 + 2 x 2016 x (416 + 512 + 608 + 704 + 928 + 1024 + 1120 + 1216) = 26.5 base canvases,
+so about 53 plain backbone passes per image (the scale canvases are as wide as max_size allows, 2016,
+whatever the image's aspect: static shapes; Detectron pads each image only to its own size).
+Memory: one variant's activations at a time (the largest canvas, 1216 x 2016, is 2.3x the 800 x 1344
+base canvas), plus the candidates, V x P x K' x 4 floats (18 x 1000 x 80 x 4 x 4 B = 23 MB).
+Traces: eagerly (evaluation) two per canvas used (boxes, masks), at most 2 x 2 x (1 + len(scales)),
+plus the merge; inside a SavedModel signature both orientations are in the graph.
 """
 from __future__ import annotations
 

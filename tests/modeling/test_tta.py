@@ -97,3 +97,107 @@ def _clustered_candidates(rng, num_variants=3, per_variant=12, num_classes=3, cl
     scores = rng.permutation(np.linspace(0.01, 0.99, len(boxes) * num_classes)).reshape(len(boxes), num_classes)
     scores[rng.uniform(size=scores.shape) < 0.2] = 0.0
     return boxes, scores.astype(np.float32)
+
+
+@pytest.mark.parametrize("class_specific", [True, False])
+@pytest.mark.parametrize("method", ["vote", "nms"])
+def test_merge_matches_detectrons_nms_and_box_voting(class_specific, method, postprocessor):
+    rng = np.random.default_rng(7 + class_specific)
+    for _ in range(3):
+        boxes, scores = _clustered_candidates(rng, class_specific=class_specific)
+        out = tta.merge_detections(tf.constant(boxes[None]), tf.constant(scores[None]), postprocessor,
+                                   method, vote_iou=0.9)
+        expected = ref.merge(boxes, scores, postprocessor.score_threshold, postprocessor.nms_iou,
+                             postprocessor.detections_per_image, 0.9 if method == "vote" else None)
+        n = int(out["num_detections"][0])
+        assert n == len(expected) > 0
+        np.testing.assert_allclose(out["detection_scores"][0, :n], [d[0] for d in expected], rtol=1e-6)
+        np.testing.assert_array_equal(out["detection_classes"][0, :n], [d[1] for d in expected])
+        np.testing.assert_allclose(out["detection_boxes"][0, :n], [d[2] for d in expected], rtol=1e-5, atol=1e-3)
+        assert not np.any(out["detection_classes"][0, n:])
+    if method == "vote":  # voting moved boxes: the test data exercises it
+        plain = tta.merge_detections(tf.constant(boxes[None]), tf.constant(scores[None]), postprocessor, "nms")
+        assert np.abs(plain["detection_boxes"] - out["detection_boxes"]).max() > 0.1
+
+
+def test_average_masks_mirrors_flip_variants_back():
+    rng = np.random.default_rng(3)
+    a, b, c = (rng.uniform(size=(1, 2, 4, 4)).astype(np.float32) for _ in range(3))
+    out = tta.average_masks([tf.constant(a), tf.constant(b), tf.constant(c)], [False, True, False])
+    np.testing.assert_allclose(out.numpy(), (a + b[..., ::-1] + c) / 3, rtol=1e-6)
+
+
+# ---- with a model --------------------------------------------------------------------------------
+
+from rethink_tf.evaluation import eval_loop  # noqa: E402
+from rethink_tf.serving.model_dir import InferenceConfig  # noqa: E402
+
+# The tiny model's eval resize: shorter side 64, longer <= 96, on 64x96 / 96x64 canvases.
+INFERENCE = InferenceConfig(short_side=64, max_size=96, landscape_canvas=(64, 96), portrait_canvas=(96, 64),
+                            pixel_mean=preprocess.PIXEL_MEAN, pixel_std=None)
+
+
+@pytest.fixture(scope="module")
+def tta_model(make_tiny_model):
+    """One tiny Mask R-CNN (random weights) for the module, its predictors widened so that scores are
+    well separated and masks have shapes (the small predictor init gives ~uniform outputs)."""
+    model = make_tiny_model(num_classes=3)
+    model.build_networks()
+    rng = np.random.default_rng(0)
+    widened = [v for v in model.variables if v.path.endswith("kernel") and any(
+        name in v.path for name in ("cls_logits", "mask_head/predictor", "mask/predictor"))]
+    assert len(widened) == 2, [v.path for v in widened]
+    for v in widened:
+        v.assign(rng.normal(0.0, 0.3, v.shape).astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="module")
+def postprocessor(tta_model):
+    return tta_model.postprocessor
+
+
+def _image(shape, seed=0):
+    """A smooth random uint8 image (blobs), so the untrained model's scores vary across the image."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(shape[0] // 8 + 1, shape[1] // 8 + 1, 3)).astype(np.float32)
+    big = tf.image.resize(small[None], (shape[0], shape[1]), method="bilinear")[0].numpy()
+    return np.clip(big + rng.normal(0, 8, big.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_one_base_variant_is_plain_inference_exactly(tta_model):
+    image = _image((48, 75))  # resized to 64 x 94 on the 64 x 96 canvas (scale and padding both non-trivial)
+    detector = tta.TTADetector(tta_model, tta.TestTimeAugmentation(scales=(), flip=False, merge="nms"), INFERENCE)
+    got = {k: v.numpy() for k, v in detector.detect(image).items()}
+    canvas, info = preprocess.resize_and_pad(image, INFERENCE.short_side, INFERENCE.max_size, INFERENCE.landscape_canvas)
+    canvas = preprocess.normalize_image(canvas, image_info=info)
+    plain = eval_loop.make_predict_fn(tta_model)(canvas[None], info[None])
+    assert int(plain["num_detections"][0]) > 5
+    np.testing.assert_array_equal(got.pop("image_info"), info.numpy()[None])
+    assert set(got) == set(plain)
+    for key, value in plain.items():
+        np.testing.assert_array_equal(got[key], value.numpy(), err_msg=key)
+
+
+def _sorted(detections):
+    n = int(detections["num_detections"][0])
+    order = np.argsort(-detections["detection_scores"][0, :n], kind="stable")
+    return {k: np.asarray(detections[k])[0, :n][order] for k in
+            ("detection_boxes", "detection_scores", "detection_classes", "detection_masks")}
+
+
+@pytest.mark.slow
+def test_flipped_image_gives_the_mirrored_detections(tta_model):
+    """Flip-only TTA is symmetric: TTA(mirror(image)) = mirror(TTA(image)), boxes, scores and masks.
+    The image has the canvas's scaled size, so its resize is the identity and commutes with the flip."""
+    image = _image((64, 96), seed=1)
+    detector = tta.TTADetector(tta_model, tta.TestTimeAugmentation(scales=(), flip=True), INFERENCE)
+    original = _sorted({k: v.numpy() for k, v in detector.detect(image).items()})
+    mirrored = _sorted({k: v.numpy() for k, v in detector.detect(image[:, ::-1]).items()})
+    assert len(original["detection_scores"]) > 5
+    np.testing.assert_allclose(mirrored["detection_scores"], original["detection_scores"], rtol=1e-6)
+    np.testing.assert_array_equal(mirrored["detection_classes"], original["detection_classes"])
+    y0, x0, y1, x1 = original["detection_boxes"].T
+    np.testing.assert_allclose(mirrored["detection_boxes"], np.stack([y0, 96 - x1, y1, 96 - x0], -1), atol=1e-3)
+    np.testing.assert_allclose(mirrored["detection_masks"], original["detection_masks"][..., ::-1], atol=1e-4)
