@@ -150,8 +150,10 @@ class DetectionExportModule(tf.Module):
         example = self._run_model_fn.value.get_concrete_function().structured_outputs
         self._output_spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in example.items()}
         self._tta = None if tta_detector is None else _Untracked(tta_detector)
-        if tta_detector is not None:  # traced once here, reused by serving_tta
-            example = tta_detector.detect.get_concrete_function().structured_outputs
+        if tta_detector is not None:  # traced once here (both orientations), reused by serving_tta
+            self._tta_fn = _Untracked(tf.function(
+                tta_detector.detect, input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)]))
+            example = self._tta_fn.value.get_concrete_function().structured_outputs
             self._tta_output_spec = {k: tf.TensorSpec(v.shape[1:], v.dtype) for k, v in example.items()}
             self.serve_images_tta = tf.function(
                 self._serve_images_tta,
@@ -187,11 +189,10 @@ class DetectionExportModule(tf.Module):
         """uint8 [B, H, W, C] RGB / gray / RGBA -> detections with test-time augmentation
         (`serve_images_tta`, a tf.function made in __init__ when there is a tta_detector)."""
         images = _to_rgb(images, "serving_tta: images")
-        detector = self._tta.value
 
         def one(args):
             image = self._check_image(args[0], "serving_tta: images", args[1])
-            outputs = detector.detect(image)
+            outputs = self._tta_fn.value(image)
             return {k: v[0] for k, v in outputs.items()}
 
         outputs = tf.map_fn(one, (images, tf.range(tf.shape(images)[0])),
