@@ -56,6 +56,7 @@ import gin
 import tensorflow as tf
 
 from rethink_tf.data import preprocess
+from rethink_tf.modeling.roi_heads.mask_branch import MaskBranch
 from rethink_tf.utils import validate
 
 MERGE_METHODS = ("vote", "nms")
@@ -263,7 +264,7 @@ class TTADetector:
         self.canvases = {v: base if is_base(v) else preprocess.canvas_shapes(v.short_side, v.max_size)
                          for v in self.variants}
         self.jit_compile = bool(jit_compile)
-        self.has_masks = _has_mask_branch(model)
+        self.has_masks = bool(model.has_masks)
         self._boxes_fns, self._masks_fns = {}, {}
         for pair in self.canvases.values():
             for canvas in pair:
@@ -291,7 +292,8 @@ class TTADetector:
         if canvas not in self._boxes_fns:
             def boxes(images, image_info):
                 features = self.model.features(images, training=False)
-                proposals, valid = self.model.propose(features, image_info, training=False)
+                proposals, valid = self.model.propose(features, image_info, training=False,
+                                                      image_size=canvas)
                 return self.model.roi_heads.predict_boxes(features, proposals, valid, image_info)
             self._boxes_fns[canvas] = tf.function(boxes, jit_compile=self.jit_compile)
         return self._boxes_fns[canvas]
@@ -301,7 +303,7 @@ class TTADetector:
             def masks(images, boxes, classes):
                 features = self.model.features(images, training=False)
                 return self.model.roi_heads.forward_with_given_boxes(
-                    features, boxes, classes, training=False)["mask_probs"]
+                    features, boxes, classes, training=False)[MaskBranch.output_key]
             self._masks_fns[canvas] = tf.function(masks, jit_compile=self.jit_compile)
         return self._masks_fns[canvas]
 
@@ -346,9 +348,3 @@ class TTADetector:
             out["detection_masks"] = tf.where((detections["detection_classes"] > 0)[..., None, None], masks, 0.0)
         out["image_info"] = infos[0]
         return out
-
-
-def _has_mask_branch(model):
-    heads = getattr(model, "roi_heads", None)
-    branches = getattr(heads, "branches", None) or {}
-    return "mask" in branches

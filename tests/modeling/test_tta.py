@@ -78,6 +78,12 @@ def test_box_mapping_between_variant_and_reference_canvases(flip):
 
 # ---- merge ------------------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def postprocessor():
+    from rethink_tf.modeling.postprocess import DetectionPostProcessor
+    return DetectionPostProcessor(score_threshold=0.05, nms_iou=0.5, detections_per_image=10)
+
+
 def _clustered_candidates(rng, num_variants=3, per_variant=12, num_classes=3, class_specific=True):
     """Candidates as several variants would give them: a few objects seen by every variant with small
     jitter (IoU >= 0.9 among many of them), plus scattered boxes; scores distinct."""
@@ -152,9 +158,6 @@ def tta_model(make_tiny_model):
     return model
 
 
-@pytest.fixture(scope="module")
-def postprocessor(tta_model):
-    return tta_model.postprocessor
 
 
 def _image(shape, seed=0):
