@@ -228,7 +228,7 @@ class DetectionExportModule(tf.Module):
         return names
 
     def signatures(self):
-        """The three serving signatures, keyed by their SavedModel names."""
+        """The serving signatures (three; serving_tta too with a tta_detector), keyed by SavedModel name."""
         signatures = {"serving_default": self.serve_images.get_concrete_function(),
                       "image_bytes": self.serve_image_bytes.get_concrete_function(),
                       "tf_example": self.serve_tf_example.get_concrete_function()}
