@@ -39,8 +39,11 @@ def main(argv):
     if os.path.exists(config_file):  # (a missing one is named by config.parse)
         model_dir_lib.check_run_dir(FLAGS.model_dir, FLAGS.checkpoint)
     gin.clear_config()
-    bindings = list(FLAGS.gin_bindings) + (["evaluate_checkpoint.tta = True"] if FLAGS.tta else [])
-    config.parse([config_file], bindings)
+    # The eval pipeline's sizes come from DIR/inference_config.json (resolved at train time);
+    # --gin_bindings apply after them.
+    resolved = model_dir_lib.eval_pipeline_bindings(FLAGS.model_dir) if os.path.exists(config_file) else []
+    tta = ["evaluate_checkpoint.tta = True"] if FLAGS.tta else []
+    config.parse([config_file], resolved + list(FLAGS.gin_bindings) + tta)
     from rethink_tf.training import experiment
 
     metrics = experiment.evaluate_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)

@@ -25,14 +25,15 @@ flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings after DIR/config.g
                           "'build_model.score_threshold = 0.3'.")
 flags.DEFINE_bool("paste_masks", True, "Output masks pasted at the original image size "
                   "(detection_masks) besides the 28x28 box-frame masks.")
-flags.DEFINE_float("mask_threshold", 0.5, "Probability at which pasted masks are binarized.")
+flags.DEFINE_float("mask_threshold", None, "Probability at which pasted masks are binarized "
+                   "(default: the run's, DIR/inference_config.json; 0.5 for older runs).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel in --export_dir.")
 flags.DEFINE_bool("tta", False, "Also export the signature serving_tta (test-time augmentation).")
 FLAGS = flags.FLAGS
 
 
 def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=True,
-           mask_threshold=0.5, overwrite=False, tta=False):
+           mask_threshold=None, overwrite=False, tta=False):
     """Rebuilds, restores and exports a run's model; returns export_dir.
 
     tta: also export `serving_tta` with the bound TestTimeAugmentation (after `gin_bindings`).
@@ -48,6 +49,8 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
     logging.info("Restored %s (%d classes); eval resize short side %d, max %d, canvases %s / %s",
                  checkpoint, len(categories), inference.short_side, inference.max_size,
                  inference.landscape_canvas, inference.portrait_canvas)
+    if mask_threshold is None:
+        mask_threshold = model_dir_lib.mask_threshold(model_dir)
     augmentation = None
     if tta:
         from rethink_tf.modeling.tta import TestTimeAugmentation

@@ -14,7 +14,7 @@ from rethink_tf.modeling.heads.rpn_head import RPNHead
 from rethink_tf.modeling.mask_rcnn import MaskRCNN
 from rethink_tf.modeling.norm import NORM_KINDS
 from rethink_tf.modeling.postprocess import DetectionPostProcessor
-from rethink_tf.modeling.roi_heads import MaskBranch, RoIBoxStage, RoIPooler, StandardRoIHeads
+from rethink_tf.modeling.roi_heads import MaskBranch, RoIPooler, build_roi_heads, registered_roi_heads
 from rethink_tf.modeling.rpn import RegionProposalNetwork
 from rethink_tf.utils import validate
 
@@ -90,6 +90,7 @@ def _validate_arguments(args):
     for name in ("rpn_positive_fraction", "roi_fg_fraction", "rpn_nms_iou", "nms_iou"):
         v.number(b(name), args[name], minimum=0, maximum=1, exclusive_minimum=True)
     v.one_of(b("box_head"), args["box_head"], registered_heads("box"))
+    v.one_of(b("roi_heads"), args["roi_heads"], registered_roi_heads())
     v.reals(b("box_coder_weights"), args["box_coder_weights"], length=4, minimum=0, exclusive_minimum=True)
     weights = args["loss_weights"]
     if weights is not None and (not isinstance(weights, dict) or not all(
@@ -113,7 +114,7 @@ def build_model(num_classes,
                 pre_nms_topk_test=1000, post_nms_topk_test=1000, rpn_nms_iou=0.7,
                 box_head="4conv1fc", box_num_convs=4, box_conv_dim=256, box_fc_dim=None,
                 roi_num_samples=512, roi_fg_fraction=0.25, roi_fg_iou=0.5, crowd_filter_thresh=0.7,
-                box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False,
+                box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False, roi_heads="standard",
                 mask=True, mask_num_convs=4, mask_conv_dim=256, mask_target_threshold=0.5,
                 score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
                 loss_weights=None, sampling_seed=None):
@@ -138,6 +139,8 @@ def build_model(num_classes,
       roi_*: RoI sampling; crowd_filter_thresh: proposals whose intersection over their own area
         with a crowd box is > this are ignored (0.7, Detectron's CROWD_FILTER_THRESH; None: off).
       box_coder_weights, class_agnostic_box: box regression.
+      roi_heads: registered RoI-heads kind ("standard": one box stage; rethink_tf.modeling.roi_heads
+        .registry), built from the box-stage settings above and the branches.
       mask: mask head on (Mask R-CNN) or off (Faster R-CNN); mask_num_convs / mask_conv_dim widths.
       mask_target_threshold: mask targets binarized at >= this (0.5, Detectron); None: soft.
       score_threshold, nms_iou, detections_per_image: inference.
@@ -182,11 +185,11 @@ def build_model(num_classes,
         build_head("box", box_head)  # raises with the registered names
         head_kwargs = {}
     pooler = dict(sampling_ratio=2, min_level=roi_levels[0], max_level=roi_levels[1])
-    box_stage = RoIBoxStage(
-        num_classes, head=box_head, head_kwargs=head_kwargs, coder_weights=box_coder_weights,
+    stage_kwargs = dict(
+        head=box_head, head_kwargs=head_kwargs, coder_weights=tuple(box_coder_weights),
         fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
-        class_agnostic=class_agnostic_box, pooler=RoIPooler(7, name="box_pooler", **pooler),
-        crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed, name="box_stage")
+        class_agnostic=class_agnostic_box, pooler_kwargs=pooler,
+        crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed)
     branches = {}
     if mask:
         branches["mask"] = MaskBranch(
@@ -200,7 +203,7 @@ def build_model(num_classes,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
         pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=rpn_nms_iou)
     return MaskRCNN(
-        num_classes, body, fpn, rpn, StandardRoIHeads(num_classes, [box_stage], branches),
+        num_classes, body, fpn, rpn, build_roi_heads(roi_heads, num_classes, stage_kwargs, branches),
         DetectionPostProcessor(score_threshold=score_threshold, nms_iou=nms_iou,
                                detections_per_image=detections_per_image),
         loss_weights=loss_weights, sampling_seed=sampling_seed)

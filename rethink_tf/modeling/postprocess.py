@@ -11,6 +11,9 @@ from keras import ops
 
 from rethink_tf.ops.nms import multiclass_nms
 
+# Mask probabilities are binarized at this when pasted into the image (Detectron); evaluation and
+# export paste with it unless told otherwise.
+MASK_THRESHOLD = 0.5
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 

@@ -1,11 +1,21 @@
 """Rebuilds a trained detector from a training directory, for export.
 
 A training run's DIR holds `config.gin` (the parsed gin configuration), `label_map.json`
-(contiguous label l <-> categories[l - 1] = {"id", "name"}) and checkpoints `ckpt-<step>` written by
+(contiguous label l <-> categories[l - 1] = {"id", "name"}), `inference_config.json` (the resolved
+inference settings, below) and checkpoints `ckpt-<step>` written by
 `rethink_tf.training.checkpointing.ModelCheckpointer` (model variables stored by Keras path).
 From these we rebuild exactly the evaluated model: `build_model(num_classes=K)` under the run's
-gin bindings, the eval preprocessing (`build_dataset` parameters in the `eval/` scope, falling back
-to unscoped bindings and then to `build_dataset`'s defaults) and the label map.
+gin bindings, the eval preprocessing and the label map.
+
+`inference_config.json` is written once at train time (`write_inference_config`), resolved from the
+training configuration: {"version": 1, "preprocessing": InferenceConfig fields (eval short side,
+max size, landscape / portrait canvases, pixel mean / std), "eval_pipeline": the `build_dataset`
+arguments of the eval pipeline (eval_short_side, max_size, canvas_size, aspect_grouping,
+divide_by_std), "postprocessing": {score_threshold, nms_iou, detections_per_image}, "masks": bool,
+"mask_threshold", "label_map": "label_map.json"}. Export and evaluate read it
+(`read_inference_config`, `eval_pipeline_bindings`) instead of re-deriving the canvases from gin
+queries. Fallback for run directories written before the file existed: the settings are derived
+from DIR/config.gin as before (`inference_config()`), with a warning naming the missing file.
 
 Before that, `check_run_dir` refuses a config.gin that is not the one the checkpoint was trained with
 (`rethink_tf.training.run_record`: the record in the checkpoint and DIR/run_config.json); bindings
@@ -24,6 +34,8 @@ from rethink_tf.utils.validate import InputError
 
 CONFIG_FILE = "config.gin"
 LABEL_MAP_FILE = "label_map.json"
+INFERENCE_CONFIG_FILE = "inference_config.json"
+_EVAL_PIPELINE_ARGS = ("eval_short_side", "max_size", "canvas_size", "aspect_grouping", "divide_by_std")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +104,86 @@ def inference_config():
         short_side=short_side, max_size=max_size, landscape_canvas=landscape, portrait_canvas=portrait,
         pixel_mean=tuple(preprocess.PIXEL_MEAN),
         pixel_std=tuple(preprocess.PIXEL_STD) if divide_by_std else None)
+
+
+def resolved_inference_config(model):
+    """The inference settings of the parsed configuration and of `model` (a built-or-not MaskRCNN),
+    as the json-able dict of DIR/inference_config.json (module docstring)."""
+    from rethink_tf.modeling.postprocess import MASK_THRESHOLD
+    pre = inference_config()
+    post = model.postprocessor
+    return {
+        "version": 1,
+        "preprocessing": {k: (list(v) if isinstance(v, tuple) else v)
+                          for k, v in dataclasses.asdict(pre).items()},
+        "eval_pipeline": {name: _eval_dataset_parameter(name) for name in _EVAL_PIPELINE_ARGS},
+        "postprocessing": {"score_threshold": post.score_threshold, "nms_iou": post.nms_iou,
+                           "detections_per_image": post.detections_per_image},
+        "masks": bool(model.has_masks),
+        "mask_threshold": MASK_THRESHOLD,
+        "label_map": LABEL_MAP_FILE,
+    }
+
+
+def write_inference_config(model_dir, model):
+    """Writes DIR/inference_config.json (call at train time, after the gin config is parsed)."""
+    path = os.path.join(model_dir, INFERENCE_CONFIG_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(resolved_inference_config(model), indent=1, sort_keys=True))
+    return path
+
+
+def read_inference_config(model_dir):
+    """DIR/inference_config.json -> its dict, or None (with a warning) for a run directory written
+    before the file existed; a malformed file raises InputError naming it and the field."""
+    path = os.path.join(model_dir, INFERENCE_CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        logging.warning("%s not found (a run written before it existed): deriving the inference "
+                        "settings from %s instead.", path, CONFIG_FILE)
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            record = json.load(f)
+    except ValueError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from e
+    fields = [f.name for f in dataclasses.fields(InferenceConfig)]
+    for key, sub in (("preprocessing", fields), ("eval_pipeline", _EVAL_PIPELINE_ARGS),
+                     ("postprocessing", ("score_threshold", "nms_iou", "detections_per_image"))):
+        if not isinstance(record.get(key), dict) or any(name not in record[key] for name in sub):
+            raise InputError(f"{path}: field {key!r} must be an object with {list(sub)}")
+    if not isinstance(record.get("mask_threshold"), (int, float)):
+        raise InputError(f"{path}: field 'mask_threshold' must be a number")
+    return record
+
+
+def preprocessing_config(model_dir):
+    """The run's InferenceConfig: from DIR/inference_config.json, else (older runs) derived from the
+    parsed DIR/config.gin."""
+    record = read_inference_config(model_dir)
+    if record is None:
+        return inference_config()
+    pre = record["preprocessing"]
+    return InferenceConfig(
+        short_side=int(pre["short_side"]), max_size=int(pre["max_size"]),
+        landscape_canvas=tuple(int(v) for v in pre["landscape_canvas"]),
+        portrait_canvas=tuple(int(v) for v in pre["portrait_canvas"]),
+        pixel_mean=tuple(float(v) for v in pre["pixel_mean"]),
+        pixel_std=None if pre["pixel_std"] is None else tuple(float(v) for v in pre["pixel_std"]))
+
+
+def eval_pipeline_bindings(model_dir):
+    """gin bindings ("eval/build_dataset.<arg> = <value>") that make the eval pipeline use the run's
+    resolved settings from DIR/inference_config.json; [] for older runs (config.gin's apply)."""
+    record = read_inference_config(model_dir)
+    if record is None:
+        return []
+    return [f"eval/build_dataset.{name} = {value!r}" for name, value in record["eval_pipeline"].items()]
+
+
+def mask_threshold(model_dir, default=0.5):
+    """The run's mask paste threshold (DIR/inference_config.json), else `default`."""
+    record = read_inference_config(model_dir)
+    return default if record is None else float(record["mask_threshold"])
 
 
 def resolve_checkpoint(model_dir, checkpoint=None):
@@ -168,7 +260,8 @@ def load_model(model_dir, checkpoint=None, extra_bindings=()):
     """Rebuilds and restores a run's model, after `check_run_dir`; `extra_bindings` apply after the check.
 
     Returns:
-        (model, categories [{"id", "name"}], InferenceConfig, checkpoint path).
+        (model, categories [{"id", "name"}], InferenceConfig (DIR/inference_config.json, else derived
+        from config.gin for older runs), checkpoint path).
     """
     model, categories, record, checkpoint = check_run_dir(model_dir, checkpoint)
     if extra_bindings:
@@ -181,4 +274,4 @@ def load_model(model_dir, checkpoint=None, extra_bindings=()):
             logging.info("Overridden: %s", line)
     model.build_networks()
     restore_model(model, checkpoint)
-    return model, categories, inference_config(), checkpoint
+    return model, categories, preprocessing_config(model_dir), checkpoint

@@ -244,6 +244,9 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
         write_config(model_dir)
         run_record.write(model_dir, record)
         write_label_map(model_dir, train_source)
+        from rethink_tf.serving.model_dir import write_inference_config
+
+        write_inference_config(model_dir, trainer.model)
         from rethink_tf.data.sources import write_image_ids
 
         write_image_ids(train_source, model_dir)

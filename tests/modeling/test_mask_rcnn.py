@@ -115,3 +115,49 @@ def test_backbone_weights_load_into_the_detector(run, make_tiny_model, tmp_path)
     assert len(report.matched) == len(model.backbone.weights)
     for a, b in zip(model.backbone.weights, fresh.backbone.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_roi_heads_kind_is_chosen_through_the_registry():
+    """A registered kind gets the resolved stage settings and the branches; unknown kinds name the binding."""
+    from rethink_tf.modeling.roi_heads import registry
+    seen = {}
+
+    @registry.register_roi_heads("two_stage_test")
+    def two_stages(num_classes, stage_kwargs, branches):
+        seen.update(stage_kwargs)
+        stages = [registry.make_box_stage(num_classes, stage_kwargs),
+                  registry.make_box_stage(num_classes, stage_kwargs, name="box_stage2",
+                                          head_name="box_head_stage2", predictor_name="box_predictor_stage2",
+                                          fg_iou=0.6, class_agnostic=True)]
+        return registry.StandardRoIHeads(num_classes, stages, branches)
+
+    try:
+        model = build_model(3, roi_heads="two_stage_test", roi_fg_iou=0.4)
+        assert seen["fg_iou"] == 0.4 and seen["pooler_kwargs"]["min_level"] == 2
+        first, second = model.roi_heads.box_stages
+        assert (first.fg_iou, second.fg_iou, second.predictor.class_agnostic) == (0.4, 0.6, True)
+        assert first.pooler is not second.pooler and list(model.roi_heads.branches) == ["mask"]
+        assert model.roi_heads.branches["mask"].pooler.output_size == 14
+    finally:
+        registry._KINDS.pop("two_stage_test")
+    with pytest.raises(ValueError, match="build_model.roi_heads = 'nope': expected one of"):
+        build_model(3, roi_heads="nope")
+
+
+def test_entry_points_compose_to_the_model_call(run):
+    """features -> propose -> roi_heads.predict_boxes -> postprocessor.select ->
+    roi_heads.forward_with_given_boxes -> postprocessor.to_original gives model(batch) exactly."""
+    model, batch, _, det = run
+    feats = model.features(batch["images"])
+    proposals, valid = model.propose(feats, batch["image_info"])
+    assert tuple(proposals.shape) == (2, 50, 4) and tuple(valid.shape) == (2, 50)
+    boxes, scores = model.roi_heads.predict_boxes(feats, proposals, valid, batch["image_info"])
+    assert tuple(boxes.shape) == (2, 50, 3, 4) and tuple(scores.shape) == (2, 50, 3)
+    assert (np.asarray(scores)[~np.asarray(valid)] == 0).all()
+    selected = model.postprocessor.select(boxes, scores)
+    masks = model.roi_heads.forward_with_given_boxes(feats, selected["detection_boxes"],
+                                                     selected["detection_classes"])["mask_probs"]
+    got = model.postprocessor.to_original({**selected, "detection_masks": masks}, batch["image_info"])
+    assert set(got) == set(det)
+    for key in det:
+        np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(det[key]), err_msg=key)

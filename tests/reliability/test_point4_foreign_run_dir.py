@@ -43,6 +43,13 @@ def test_the_run_records_what_it_was_trained_with(trained_run):
     assert fields["build_norm.gn_groups"] == 4 and fields["model.detections_per_image"] == 10
     assert run_record.read_checkpoint(os.path.join(trained_run, "ckpt-1")) == recorded
     assert recorded["fingerprint"] == run_record.fingerprint(fields)
+    # The resolved inference settings export and evaluate read (rethink_tf.serving.model_dir).
+    with open(os.path.join(trained_run, "inference_config.json")) as f:
+        inference = json.load(f)
+    assert inference["preprocessing"]["short_side"] == 64
+    assert inference["eval_pipeline"]["eval_short_side"] == 64
+    assert inference["postprocessing"]["detections_per_image"] == 10
+    assert inference["masks"] is True and inference["label_map"] == "label_map.json"
 
 
 def _assert_refused(proc):

@@ -137,3 +137,41 @@ def test_checkpoint_of_another_configuration_is_refused(tiny_model, tmp_path):
             model_dir_lib.load_model(run, extra_bindings=["build_model.fpn_channels = 64"])
     finally:
         gin.clear_config()
+
+
+def test_inference_config_file_is_read_instead_of_gin(tmp_path):
+    """DIR/inference_config.json, written at train time, is what export and evaluate use later, even
+    when the gin configuration parsed then says otherwise; older DIRs fall back to config.gin."""
+    from rethink_tf.modeling.factory import build_model
+    from rethink_tf.serving import model_dir as model_dir_lib
+    from rethink_tf.training import config
+    from rethink_tf.utils.validate import InputError
+    run = str(tmp_path)
+    try:
+        gin.clear_config()
+        config.parse([], ["eval/build_dataset.eval_short_side = 96", "build_dataset.max_size = 160",
+                          "build_model.detections_per_image = 7"], finalize=False)
+        model_dir_lib.write_inference_config(run, build_model(num_classes=2, mask=False))
+        gin.clear_config()
+        config.parse([], ["eval/build_dataset.eval_short_side = 512"], finalize=False)
+        got = model_dir_lib.preprocessing_config(run)
+        assert (got.short_side, got.max_size) == (96, 160)
+        assert (got.landscape_canvas, got.portrait_canvas) == ((96, 160), (160, 96))
+        record = model_dir_lib.read_inference_config(run)
+        assert record["postprocessing"]["detections_per_image"] == 7 and record["masks"] is False
+        assert model_dir_lib.mask_threshold(run) == 0.5
+        gin.clear_config()
+        config.parse([], model_dir_lib.eval_pipeline_bindings(run), finalize=False)
+        assert gin.query_parameter("eval/build_dataset.eval_short_side") == 96
+        assert gin.query_parameter("eval/build_dataset.max_size") == 160
+        # A DIR written before the file existed: derived from the parsed configuration.
+        older = str(tmp_path / "older")
+        os.makedirs(older)
+        assert model_dir_lib.preprocessing_config(older) == model_dir_lib.inference_config()
+        assert model_dir_lib.eval_pipeline_bindings(older) == []
+        with open(os.path.join(run, "inference_config.json"), "w") as f:
+            json.dump({"version": 1}, f)
+        with pytest.raises(InputError, match="inference_config.json: field 'preprocessing'"):
+            model_dir_lib.preprocessing_config(run)
+    finally:
+        gin.clear_config()

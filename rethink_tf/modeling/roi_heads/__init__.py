@@ -3,3 +3,5 @@ from rethink_tf.modeling.roi_heads.box_stage import RoIBoxStage  # noqa: F401
 from rethink_tf.modeling.roi_heads.mask_branch import MaskBranch  # noqa: F401
 from rethink_tf.modeling.roi_heads.pooler import RoIPooler  # noqa: F401
 from rethink_tf.modeling.roi_heads.roi_heads import StandardRoIHeads  # noqa: F401
+from rethink_tf.modeling.roi_heads.registry import (  # noqa: F401
+    build_roi_heads, make_box_stage, register_roi_heads, registered_roi_heads)

@@ -31,6 +31,8 @@ class RoIBoxStage(keras.layers.Layer):
       pooler: the stage's RoIPooler (default: 7x7, sampling ratio 2, levels 2..5, canonical 224 / 4).
       crowd_filter_thresh: proposals whose intersection over their own area with a crowd box is
         > this are ignored in sampling (0.7; None or 0: off).
+      head_name, predictor_name: layer names of the head and predictor (their variable paths are
+        mask_rcnn/<name>/...; a second stage needs other names).
       sampling_seed: None draws a fresh random sample each step (the paper); an int makes the
         sample a fixed function of the candidates (tests, debugging). A seed given to `sample`
         overrides it.
@@ -38,7 +40,8 @@ class RoIBoxStage(keras.layers.Layer):
 
     def __init__(self, num_classes, head="4conv1fc", head_kwargs=None, coder_weights=(10.0, 10.0, 5.0, 5.0),
                  fg_iou=0.5, num_samples=512, fg_fraction=0.25, class_agnostic=False, pooler=None,
-                 crowd_filter_thresh=0.7, sampling_seed=None, **kwargs):
+                 crowd_filter_thresh=0.7, sampling_seed=None, head_name="box_head",
+                 predictor_name="box_predictor", **kwargs):
         kwargs.setdefault("name", "box_stage")
         kwargs.setdefault("autocast", False)  # RoIs stay float32 under mixed precision
         super().__init__(**kwargs)
@@ -49,14 +52,15 @@ class RoIBoxStage(keras.layers.Layer):
                             coder_weights=tuple(coder_weights), fg_iou=fg_iou, num_samples=num_samples,
                             fg_fraction=fg_fraction, class_agnostic=class_agnostic,
                             pooler=keras.saving.serialize_keras_object(self.pooler),
-                            crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed)
+                            crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed,
+                            head_name=head_name, predictor_name=predictor_name)
         self.num_classes = num_classes
         self.coder_weights = tuple(float(w) for w in coder_weights)
         self.fg_iou, self.num_samples, self.fg_fraction = fg_iou, num_samples, fg_fraction
         self.sampling_seed = sampling_seed
         self.crowd_filter_thresh = crowd_filter_thresh
-        self.head = build_head("box", head, name="box_head", **(head_kwargs or {}))
-        self.predictor = BoxPredictor(num_classes, class_agnostic=class_agnostic, name="box_predictor")
+        self.head = build_head("box", head, name=head_name, **(head_kwargs or {}))
+        self.predictor = BoxPredictor(num_classes, class_agnostic=class_agnostic, name=predictor_name)
 
     def sample(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_is_crowd=None, seed=None):
         """Training targets for proposals [B, P, 4] with validity [B, P] (GT boxes are appended).

@@ -84,3 +84,6 @@ class MaskBranch(keras.layers.Layer):
         channel = ops.maximum(classes - 1, 0)
         picked = ops.take_along_axis(logits, channel[:, :, None, None, None], axis=4)[..., 0]
         return {self.output_key: ops.where((classes > 0)[:, :, None, None], ops.sigmoid(picked), 0.0)}
+
+    def get_config(self):
+        return {**super().get_config(), "target_threshold": self.target_threshold, "max_fg": self.max_fg}

@@ -41,6 +41,9 @@ class StandardRoIHeads(keras.layers.Layer):
             if getattr(branch, "max_fg", 0) is None:  # every foreground RoI of the sampler
                 branch.max_fg = int(math.ceil(last.num_samples * last.fg_fraction))
 
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
     @property
     def box_stage(self):
         """The last (for StandardRoIHeads the only) box stage."""
