@@ -1,9 +1,14 @@
-"""Evaluates one checkpoint: `python -m rethink_tf.evaluate --model_dir=DIR [--checkpoint=PATH]`.
+"""Evaluates one checkpoint: `python -m rethink_tf.evaluate --model_dir=DIR [--checkpoint=PATH] [--tta]`.
 
 Reads DIR/config.gin (written by training), refuses (exit 2, naming the fields) one that is not what
 the checkpoint was trained with (`rethink_tf.training.run_record`; --gin_bindings apply after that
 check), runs the COCO evaluation of the eval source, writes DIR/coco_results_<checkpoint>.json and
 appends the bbox / segm metrics to DIR/metrics.jsonl and to TensorBoard (DIR/eval).
+
+`--tta` evaluates with test-time augmentation (`rethink_tf.modeling.tta`; the same as the binding
+`evaluate_checkpoint.tta = True`), set by `TestTimeAugmentation.*` bindings (default: Detectron's
+scales 400..1200 at max 2000, flips, box voting); results go to DIR/coco_results_tta_<checkpoint>.json,
+DIR/metrics.jsonl (with a "tta" entry) and DIR/eval_tta.
 """
 
 import json
@@ -19,6 +24,7 @@ from rethink_tf.utils import cli  # noqa: E402
 flags.DEFINE_string("model_dir", None, "Training output directory holding config.gin and checkpoints.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix (default: the latest in model_dir).")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings applied after DIR/config.gin.")
+flags.DEFINE_bool("tta", False, "Test-time augmentation (TestTimeAugmentation.* bindings set it up).")
 flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
@@ -36,7 +42,8 @@ def main(argv):
     # The eval pipeline's sizes come from DIR/inference_config.json (resolved at train time);
     # --gin_bindings apply after them.
     resolved = model_dir_lib.eval_pipeline_bindings(FLAGS.model_dir) if os.path.exists(config_file) else []
-    config.parse([config_file], resolved + list(FLAGS.gin_bindings))
+    tta = ["evaluate_checkpoint.tta = True"] if FLAGS.tta else []
+    config.parse([config_file], resolved + list(FLAGS.gin_bindings) + tta)
     from rethink_tf.training import experiment
 
     metrics = experiment.evaluate_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)

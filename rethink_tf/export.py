@@ -7,6 +7,9 @@ refuses (exit 2, naming the fields) a config.gin that is not what the checkpoint
 (`rethink_tf.training.run_record`; --gin_bindings apply after that check), restores the checkpoint (the latest in DIR unless --checkpoint) and writes OUT with the signatures
 `serving_default` (uint8 images), `image_bytes` (encoded images) and `tf_example` (serialized
 tf.Example with `image/encoded`); `rethink_tf.serving.export_module` documents inputs and outputs.
+With `--tta` it adds `serving_tta` (uint8 images, as serving_default) running test-time augmentation
+(`rethink_tf.modeling.tta`) with the bound `TestTimeAugmentation.*` settings (pass them as
+--gin_bindings; default: Detectron's scales 400..1200 at max 2000, flips, box voting).
 The SavedModel needs only TensorFlow to load and run.
 """
 import os
@@ -25,12 +28,16 @@ flags.DEFINE_bool("paste_masks", True, "Output masks pasted at the original imag
 flags.DEFINE_float("mask_threshold", None, "Probability at which pasted masks are binarized "
                    "(default: the run's, DIR/inference_config.json; 0.5 for older runs).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel in --export_dir.")
+flags.DEFINE_bool("tta", False, "Also export the signature serving_tta (test-time augmentation).")
 FLAGS = flags.FLAGS
 
 
 def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=True,
-           mask_threshold=None, overwrite=False):
-    """Rebuilds, restores and exports a run's model; returns export_dir."""
+           mask_threshold=None, overwrite=False, tta=False):
+    """Rebuilds, restores and exports a run's model; returns export_dir.
+
+    tta: also export `serving_tta` with the bound TestTimeAugmentation (after `gin_bindings`).
+    """
     from rethink_tf.serving import model_dir as model_dir_lib
     from rethink_tf.serving import saved_model
 
@@ -44,7 +51,12 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
                  inference.landscape_canvas, inference.portrait_canvas)
     if mask_threshold is None:
         mask_threshold = model_dir_lib.mask_threshold(model_dir)
-    module = saved_model.build_export_module(model, categories, inference,
+    augmentation = None
+    if tta:
+        from rethink_tf.modeling.tta import TestTimeAugmentation
+        augmentation = TestTimeAugmentation()
+        logging.info("serving_tta: %s", augmentation.config())
+    module = saved_model.build_export_module(model, categories, inference, tta=augmentation,
                                              paste_masks=paste_masks, mask_threshold=mask_threshold)
     from rethink_tf.training import run_record
     recorded = run_record.read_checkpoint(checkpoint)
@@ -67,7 +79,7 @@ def main(argv):
 
     cli.check_output_dir("export_dir", FLAGS.export_dir)
     export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
-           FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite)
+           FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite, FLAGS.tta)
 
 if __name__ == "__main__":
     from rethink_tf.utils import cli

@@ -44,6 +44,12 @@ image is first padded to the L x L square holding both canvases (L = their longe
 model call is a tf.cond between two calls with static shapes [1, H, W, 3], each on the top-left
 crop of that square, which is exactly the canvas the input pipeline builds (the padding is zero).
 
+With a `tta_detector` (`python -m rethink_tf.export --tta`) a fourth signature `serving_tta(images)`
+takes what `serving_default` takes, checks the same input limits (those of the base eval size) and
+returns the same outputs, computed with test-time augmentation (`rethink_tf.modeling.tta`: every
+variant of each image, boxes merged by the model's post-processor, masks averaged); `config()`
+records its settings under "tta".
+
 Besides the signatures the SavedModel carries `label_map()` (a tf.function returning
 `category_ids` int32 [K] and `category_names` string [K] for labels 1..K) so clients can name
 classes without the training dataset.
@@ -85,6 +91,7 @@ class DetectionExportModule(tf.Module):
                  pixel_std: Sequence[float] | None = None,
                  paste_masks: bool = True,
                  mask_threshold: float = 0.5,
+                 tta_detector=None,
                  name: str = "detection_export"):
         """
         Args:
@@ -97,6 +104,8 @@ class DetectionExportModule(tf.Module):
             pixel_mean, pixel_std: the normalization used in training (std None = mean only).
             paste_masks: also output masks pasted at the original image size.
             mask_threshold: probability at which pasted masks are binarized.
+            tta_detector: a `rethink_tf.modeling.tta.TTADetector` of `model` for the `serving_tta`
+                signature, or None.
         """
         super().__init__(name=name)
         if len(category_ids) != len(category_names):
@@ -140,6 +149,15 @@ class DetectionExportModule(tf.Module):
                                                     input_signature=[canvas_spec, info_spec]))
         example = self._run_model_fn.value.get_concrete_function().structured_outputs
         self._output_spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in example.items()}
+        self._tta = None if tta_detector is None else _Untracked(tta_detector)
+        if tta_detector is not None:  # traced once here (both orientations), reused by serving_tta
+            self._tta_fn = _Untracked(tf.function(
+                tta_detector.detect, input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)]))
+            example = self._tta_fn.value.get_concrete_function().structured_outputs
+            self._tta_output_spec = {k: tf.TensorSpec(v.shape[1:], v.dtype) for k, v in example.items()}
+            self.serve_images_tta = tf.function(
+                self._serve_images_tta,
+                input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")])
 
     # ---- signatures ---------------------------------------------------------------------------
 
@@ -167,6 +185,21 @@ class DetectionExportModule(tf.Module):
         return self.detect(*self._decode_and_preprocess(features["image/encoded"],
                                                         "tf_example image/encoded"))
 
+    def _serve_images_tta(self, images):
+        """uint8 [B, H, W, C] RGB / gray / RGBA -> detections with test-time augmentation
+        (`serve_images_tta`, a tf.function made in __init__ when there is a tta_detector)."""
+        images = _to_rgb(images, "serving_tta: images")
+
+        def one(args):
+            image = self._check_image(args[0], "serving_tta: images", args[1])
+            outputs = self._tta_fn.value(image)
+            return {k: v[0] for k, v in outputs.items()}
+
+        outputs = tf.map_fn(one, (images, tf.range(tf.shape(images)[0])),
+                            fn_output_signature=self._tta_output_spec, parallel_iterations=1)
+        image_info = outputs.pop("image_info")
+        return self._finish(outputs, image_info)
+
     @tf.function(input_signature=[])
     def label_map(self):
         """Returns {"category_ids": int32 [K], "category_names": string [K]} for labels 1..K."""
@@ -182,7 +215,8 @@ class DetectionExportModule(tf.Module):
                 "paste_masks": self._paste_masks, "mask_threshold": self._mask_threshold,
                 "min_image_side": MIN_IMAGE_SIDE,
                 "min_resized_side": min(MIN_RESIZED_SIDE, self._short_side),
-                "outputs": sorted(self._output_names())}
+                "outputs": sorted(self._output_names()),
+                "tta": None if self._tta is None else self._tta.value.augmentation.config()}
 
     def _output_names(self):
         names = {"detection_boxes", "detection_scores", "detection_classes", "num_detections",
@@ -194,10 +228,13 @@ class DetectionExportModule(tf.Module):
         return names
 
     def signatures(self):
-        """The three serving signatures, keyed by their SavedModel names."""
-        return {"serving_default": self.serve_images.get_concrete_function(),
-                "image_bytes": self.serve_image_bytes.get_concrete_function(),
-                "tf_example": self.serve_tf_example.get_concrete_function()}
+        """The serving signatures (three; serving_tta too with a tta_detector), keyed by SavedModel name."""
+        signatures = {"serving_default": self.serve_images.get_concrete_function(),
+                      "image_bytes": self.serve_image_bytes.get_concrete_function(),
+                      "tf_example": self.serve_tf_example.get_concrete_function()}
+        if self._tta is not None:
+            signatures["serving_tta"] = self.serve_images_tta.get_concrete_function()
+        return signatures
 
     # ---- pieces -------------------------------------------------------------------------------
 
@@ -286,7 +323,10 @@ class DetectionExportModule(tf.Module):
         """Runs the model per image and maps labels to category ids; pastes masks if asked."""
         outputs = tf.map_fn(lambda args: self._run_model_fn.value(*args), (canvases, image_info),
                             fn_output_signature=self._output_spec, parallel_iterations=1)
+        return self._finish(outputs, image_info)
 
+    def _finish(self, outputs, image_info):
+        """The model's detections [B, ...] (labels, original pixels) -> the signatures' outputs."""
         num = tf.cast(outputs["num_detections"], tf.int32)
         max_det = tf.shape(outputs["detection_scores"])[1]
         valid = tf.range(max_det)[None, :] < num[:, None]  # [B, D]

@@ -1,21 +1,23 @@
-"""Writes a DetectionExportModule as a SavedModel (three signatures + label map)."""
+"""Writes a DetectionExportModule as a SavedModel (three signatures, serving_tta if asked, + label map)."""
 import json
 import os
 
 import tensorflow as tf
 
+from rethink_tf.modeling.tta import TTADetector
 from rethink_tf.serving.export_module import DetectionExportModule
 
 EXTRA_DIR = "assets.extra"  # TF Serving's place for files it does not read itself
 
 
-def build_export_module(model, categories, inference_config, **kwargs):
+def build_export_module(model, categories, inference_config, tta=None, **kwargs):
     """DetectionExportModule for `model` with a run's label map and eval preprocessing.
 
     Args:
         model: the built, restored Keras MaskRCNN.
         categories: [{"id", "name"}] for labels 1..K (DIR/label_map.json).
         inference_config: a `model_dir.InferenceConfig`.
+        tta: a `rethink_tf.modeling.tta.TestTimeAugmentation` to also export `serving_tta`, or None.
         **kwargs: `paste_masks`, `mask_threshold` (see DetectionExportModule).
     """
     return DetectionExportModule(
@@ -24,7 +26,8 @@ def build_export_module(model, categories, inference_config, **kwargs):
         short_side=inference_config.short_side, max_size=inference_config.max_size,
         landscape_canvas=inference_config.landscape_canvas,
         portrait_canvas=inference_config.portrait_canvas, pixel_mean=inference_config.pixel_mean,
-        pixel_std=inference_config.pixel_std, **kwargs)
+        pixel_std=inference_config.pixel_std,
+        tta_detector=None if tta is None else TTADetector(model, tta, inference_config), **kwargs)
 
 
 def save(module, export_dir, metadata=None, overwrite=False):

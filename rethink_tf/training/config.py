@@ -17,6 +17,7 @@ CONFIGURABLE_MODULES = (
     "rethink_tf.data.input_pipeline",
     "rethink_tf.data.tfds_source",
     "rethink_tf.modeling.factory",
+    "rethink_tf.modeling.tta",
     "rethink_tf.training.distribute",
     "rethink_tf.training.schedule",
     "rethink_tf.training.optimizer",

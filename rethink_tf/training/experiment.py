@@ -143,22 +143,37 @@ def step_of_checkpoint(path: str) -> int:
 
 def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict, *, eval_batch_size: int,
                         max_batches: int | None, images_to_draw: int, results_name: str,
-                        checkpoint: str | None = None, jit_compile: bool = False):
+                        checkpoint: str | None = None, jit_compile: bool = False, tta=None):
     """Evaluates `model` on `source`, writes the results json and appends to DIR/metrics.jsonl.
+
+    With `tta` (a `rethink_tf.modeling.tta.TestTimeAugmentation`) the images go one by one through
+    test-time augmentation (`eval_loop.run_tta_evaluation`; no drawings) and the record has a "tta" entry.
 
     Returns (metrics nested dict, drawn uint8 images or None).
     """
     evaluator = coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
                                              include_masks=model_has_masks(source))
     class_names = {i + 1: c["name"] for i, c in enumerate(source.categories)}
-    metrics, drawn = eval_loop.run_evaluation(
-        model, eval_dataset(source, eval_batch_size), evaluator, max_batches=max_batches,
-        num_images_to_draw=images_to_draw, class_names=class_names, pixel_std=pixel_std(),
-        jit_compile=jit_compile)
+    extra = {}
+    if tta is None:
+        metrics, drawn = eval_loop.run_evaluation(
+            model, eval_dataset(source, eval_batch_size), evaluator, max_batches=max_batches,
+            num_images_to_draw=images_to_draw, class_names=class_names, pixel_std=pixel_std(),
+            jit_compile=jit_compile)
+    else:
+        from rethink_tf.modeling import tta as tta_lib
+        from rethink_tf.serving import model_dir as model_dir_lib
+
+        detector = tta_lib.TTADetector(model, tta, model_dir_lib.inference_config(), jit_compile=jit_compile)
+        images = source.example_dataset(training=False, mask_crop_size=1).prefetch(2)
+        metrics = eval_loop.run_tta_evaluation(
+            detector, images, evaluator,
+            max_images=None if max_batches is None else max_batches * eval_batch_size)
+        drawn, extra = None, {"tta": tta.config()}
     evaluator.write_results(os.path.join(model_dir, results_name))
     record = {"step": int(step), "checkpoint": checkpoint, "eval_source": source.name,
               "num_eval_images": len(evaluator.image_ids), "wall_time": time.time(),
-              **{f"{k}_seen": float(v) for k, v in samples.items()}, **metrics}
+              **{f"{k}_seen": float(v) for k, v in samples.items()}, **extra, **metrics}
     coco_evaluator.append_metrics_jsonl(os.path.join(model_dir, METRICS_FILE), record)
     summary = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in m.items()) for kind, m in metrics.items())
     logging.info("Evaluation at step %d: %s", step, summary)
@@ -282,13 +297,23 @@ def _experiment_parameter(name, default):
 
 @gin.configurable(denylist=["model_dir", "checkpoint"])
 def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_source=None,
-                        eval_batch_size: int | None = None, eval_max_batches: int | None = None):
+                        eval_batch_size: int | None = None, eval_max_batches: int | None = None,
+                        tta: bool = False):
     """Evaluates one checkpoint (default: the latest in DIR) on `eval_source` (default: experiment's).
 
-    `eval_batch_size` and `eval_max_batches` default to the experiment's values.
+    `eval_batch_size` and `eval_max_batches` default to the experiment's values (with `tta` the images
+    run one at a time and at most eval_batch_size * eval_max_batches of them are evaluated).
+    `tta`: test-time augmentation with the bound `TestTimeAugmentation` (`evaluate --tta`).
 
-    Writes DIR/coco_results_ckpt-<step>.json and appends to DIR/metrics.jsonl. Returns the metrics.
+    Writes DIR/coco_results_ckpt-<step>.json (with tta: coco_results_tta_ckpt-<step>.json), appends to
+    DIR/metrics.jsonl and to TensorBoard in DIR/eval (with tta: DIR/eval_tta). Returns the metrics.
     """
+    validate.boolean("evaluate_checkpoint.tta", tta)
+    augmentation = None
+    if tta:  # built (and its bindings checked) before the model
+        from rethink_tf.modeling.tta import TestTimeAugmentation
+
+        augmentation = TestTimeAugmentation()
     from rethink_tf.training import summaries
 
     if eval_source is None:
@@ -319,11 +344,12 @@ def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_sour
     checkpointing.restore_model_weights(model, checkpoint)
     tf.train.Checkpoint(**{f"seen_{k}": v for k, v in samples.items()}).restore(checkpoint).expect_partial()
     samples = {k: float(v.numpy()) for k, v in samples.items()}
-    name = os.path.basename(checkpoint)
+    name = ("tta_" if tta else "") + os.path.basename(checkpoint)
     metrics, drawn = evaluate_and_record(model, eval_source, model_dir, step, samples, eval_batch_size=eval_batch_size,
                                          max_batches=eval_max_batches, images_to_draw=3,
-                                         results_name=f"coco_results_{name}.json", checkpoint=checkpoint)
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+                                         results_name=f"coco_results_{name}.json", checkpoint=checkpoint,
+                                         tta=augmentation)
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval_tta" if tta else "eval"))
     with writer.as_default(step=step):
         for tag, value in coco_evaluator.flatten_metrics(metrics).items():
             summaries.scalar(tag, value)
