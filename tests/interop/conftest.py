@@ -1,9 +1,14 @@
 """Shared pieces of the weight-import tests: real COCO images and randomized reference weights."""
 import pathlib
+import sys
 
-import numpy as np
-import pytest
-import tensorflow as tf
+# torch's GPU compiler triton segfaults when it loads after TensorFlow; CPU tests never need it
+# (rethink_tf.interop.torchvision.import_torch does the same for the CLI).
+sys.modules.setdefault("triton", None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 DATA = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
 IMAGE_FILES = ("000000000009.jpg", "000000000025.jpg")

@@ -2,13 +2,16 @@
 
 The reference is the keras.applications model (weights=None, randomized BatchNorm statistics and conv
 biases) fed keras's own caffe preprocessing (`preprocess_input`: RGB -> BGR, mean subtracted); ours gets
-the same images normalized with the import's settings. ResNet50 runs in the default suite.
+the same images normalized with the import's settings. ResNet50 runs in the default suite (in memory); the
+slow ones go through keras weight files and the CLI's import_weights.
 """
 import keras
 import numpy as np
 import pytest
 
+from rethink_tf import import_weights
 from rethink_tf.data import preprocess
+from rethink_tf.modeling import weights
 from rethink_tf.interop import archs, convert, keras_apps
 from tests.interop.conftest import max_differences, randomize_keras_batchnorm
 
@@ -21,11 +24,19 @@ FEATURE_LAYERS = {
 }
 
 
-def check_import(arch, images):
+def check_import(arch, images, tmp_path=None):
+    """Converts in memory, or (tmp_path) through the CLI's files: weight file -> backbone file -> body."""
     keras.utils.set_random_seed(0)
     model = randomize_keras_batchnorm(keras_apps.build_application(arch))
-    body, report = convert.convert_backbone("keras", arch, keras_apps.model_tensors(model), "(in-memory)",
-                                            keras_bn_epsilon=keras_apps.bn_epsilon(model) or 1.001e-5)
+    if tmp_path is None:
+        body, report = convert.convert_backbone("keras", arch, keras_apps.model_tensors(model), "(in-memory)",
+                                                keras_bn_epsilon=keras_apps.bn_epsilon(model) or 1.001e-5)
+    else:
+        model.save_weights(str(tmp_path / f"{arch}.weights.h5"))
+        report = import_weights.import_weights("keras", arch, str(tmp_path / f"{arch}.weights.h5"),
+                                               str(tmp_path / f"{arch}.h5"))
+        body = archs.build_target(archs.get_spec("keras", arch))
+        weights.load_backbone_weights(body, str(tmp_path / f"{arch}.h5"))
     layers = FEATURE_LAYERS[arch]
     extractor = keras.Model(model.input, {str(k): model.get_layer(n).output for k, n in layers.items()})
     module = keras.applications.vgg16 if arch == "vgg16" else keras.applications.resnet
@@ -48,5 +59,5 @@ def test_resnet50_equals_keras_applications(real_images):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet101", "resnet152", "vgg16"])
-def test_deeper_equal_keras_applications(arch, real_images):
-    check_import(arch, real_images)
+def test_deeper_equal_keras_applications(arch, real_images, tmp_path):
+    check_import(arch, real_images, tmp_path)  # through the weight file, the CLI's path

@@ -7,15 +7,12 @@ import's settings (rethink_tf.interop.archs). ResNet-50 runs in the default suit
 import numpy as np
 import pytest
 
+from rethink_tf import import_weights
 from rethink_tf.data import preprocess
+from rethink_tf.modeling import weights
 from rethink_tf.interop import archs, convert
-from rethink_tf.interop.torchvision import import_torch
 from tests.interop.conftest import max_differences, randomize_torch_batchnorm
 
-try:
-    import_torch()
-except ImportError:
-    pass
 torch = pytest.importorskip("torch", reason="torch is in the `interop` extra (pip install -e '.[interop]')")
 torchvision = pytest.importorskip("torchvision", reason="torchvision is in the `interop` extra")
 
@@ -45,12 +42,20 @@ def ours_features(body, spec, images_rgb255):
     return {k: np.asarray(v) for k, v in body(x, training=False).items()}
 
 
-def check_import(arch, constructor, images):
+def check_import(arch, constructor, images, tmp_path=None):
+    """Converts in memory, or (tmp_path) through the CLI's files: .pth -> backbone file -> fresh body."""
     torch.manual_seed(0)
     model = randomize_torch_batchnorm(constructor(weights=None))
-    tensors = {k: v.numpy() for k, v in model.state_dict().items()}
-    body, report = convert.convert_backbone("torchvision", arch, tensors, "(in-memory state dict)")
     spec = archs.get_spec("torchvision", arch)
+    if tmp_path is None:
+        tensors = {k: v.numpy() for k, v in model.state_dict().items()}
+        body, report = convert.convert_backbone("torchvision", arch, tensors, "(in-memory state dict)")
+    else:
+        torch.save(model.state_dict(), tmp_path / f"{arch}.pth")
+        report = import_weights.import_weights("torchvision", arch, str(tmp_path / f"{arch}.pth"),
+                                               str(tmp_path / f"{arch}.h5"))
+        body = archs.build_target(spec)
+        weights.load_backbone_weights(body, str(tmp_path / f"{arch}.h5"))
     ref = torchvision_features(model, images)
     ours = ours_features(body, spec, images)
     diffs = {level: max_differences(ours[level], ref[level]) for level in ref}
@@ -61,8 +66,8 @@ def check_import(arch, constructor, images):
     return report
 
 
-def test_resnet50_equals_torchvision(real_images):
-    report = check_import("resnet50", torchvision.models.resnet50, real_images)
+def test_resnet50_equals_torchvision(real_images, tmp_path):
+    report = check_import("resnet50", torchvision.models.resnet50, real_images, tmp_path)
     assert report.unused == ["bn1.num_batches_tracked", "fc.bias", "fc.weight"] + sorted(
         k for k in report.unused if k.startswith("layer"))  # BN counters of the blocks only
     assert all(k.endswith("num_batches_tracked") for k in report.unused if k.startswith("layer"))
