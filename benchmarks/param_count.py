@@ -30,9 +30,9 @@ def _size(variables):
 
 def count(config, num_classes=80):
     model = build_model(num_classes, **config).build_networks(image_size=64)
-    parts = {"backbone": model.backbone, "fpn": model.fpn, "rpn_head": model.rpn_head,
-             "box_head": model.box_stage.head, "box_predictor": model.box_stage.predictor,
-             "mask_head": model.mask_head}
+    parts = {"backbone": model.backbone, "fpn": model.fpn, "rpn_head": model.rpn.head,
+             "box_head": model.roi_heads.box_stage.head, "box_predictor": model.roi_heads.box_stage.predictor,
+             "mask_head": model.roi_heads.branches["mask"].head if model.has_masks else None}
     return {"total": _size(model.weights), "trainable": _size(model.trainable_weights),
             "components": {k: _size(v.weights) for k, v in parts.items() if v is not None}}
 

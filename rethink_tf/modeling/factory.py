@@ -1,4 +1,4 @@
-"""gin factory of the detector: `build_model(num_classes, ...)` (CONTRACT.md).
+"""gin factory of the detector: `build_model(num_classes, ...)` (the recipe: rethink_tf/modeling/README.md).
 
 Defaults are the paper's R50-FPN GN Mask R-CNN with the 4conv1fc box head (Detectron values).
 Narrow test models change only widths/depths here; there is one implementation.
@@ -13,7 +13,9 @@ from rethink_tf.modeling.heads.registry import build_head, registered_heads
 from rethink_tf.modeling.heads.rpn_head import RPNHead
 from rethink_tf.modeling.mask_rcnn import MaskRCNN
 from rethink_tf.modeling.norm import NORM_KINDS
-from rethink_tf.modeling.roi_stage import RoIBoxStage
+from rethink_tf.modeling.postprocess import DetectionPostProcessor
+from rethink_tf.modeling.roi_heads import MaskBranch, RoIBoxStage, RoIPooler, StandardRoIHeads
+from rethink_tf.modeling.rpn import RegionProposalNetwork
 from rethink_tf.utils import validate
 
 
@@ -179,23 +181,26 @@ def build_model(num_classes,
     else:
         build_head("box", box_head)  # raises with the registered names
         head_kwargs = {}
+    pooler = dict(sampling_ratio=2, min_level=roi_levels[0], max_level=roi_levels[1])
     box_stage = RoIBoxStage(
         num_classes, head=box_head, head_kwargs=head_kwargs, coder_weights=box_coder_weights,
         fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
-        class_agnostic=class_agnostic_box, pooled_size=7, sampling_ratio=2,
-        min_level=roi_levels[0], max_level=roi_levels[1], crowd_filter_thresh=crowd_filter_thresh,
-        sampling_seed=sampling_seed,
-        name="box_stage")
-    mask_head = (MaskHead(num_classes, num_convs=mask_num_convs, conv_dim=mask_conv_dim,
-                          norm=head_norm, name="mask_head") if mask else None)
-    return MaskRCNN(
-        num_classes, body, fpn, rpn_head, box_stage, mask_head,
-        anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, rpn_min_level=lo, rpn_max_level=hi,
-        rpn_fg_iou=rpn_fg_iou, rpn_bg_iou=rpn_bg_iou, rpn_batch_size_per_image=rpn_batch_size_per_image,
-        rpn_positive_fraction=rpn_positive_fraction, rpn_straddle_thresh=rpn_straddle_thresh,
+        class_agnostic=class_agnostic_box, pooler=RoIPooler(7, name="box_pooler", **pooler),
+        crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed, name="box_stage")
+    branches = {}
+    if mask:
+        branches["mask"] = MaskBranch(
+            MaskHead(num_classes, num_convs=mask_num_convs, conv_dim=mask_conv_dim, norm=head_norm,
+                     name="mask_head"),
+            pooler=RoIPooler(14, name="mask_pooler", **pooler), target_threshold=mask_target_threshold)
+    rpn = RegionProposalNetwork(
+        rpn_head, anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, min_level=lo, max_level=hi,
+        fg_iou=rpn_fg_iou, bg_iou=rpn_bg_iou, batch_size_per_image=rpn_batch_size_per_image,
+        positive_fraction=rpn_positive_fraction, straddle_thresh=rpn_straddle_thresh,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
-        pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test,
-        rpn_nms_iou=rpn_nms_iou, mask_pooled_size=14, mask_target_threshold=mask_target_threshold,
-        score_threshold=score_threshold,
-        nms_iou=nms_iou, detections_per_image=detections_per_image, loss_weights=loss_weights,
-        sampling_seed=sampling_seed)
+        pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=rpn_nms_iou)
+    return MaskRCNN(
+        num_classes, body, fpn, rpn, StandardRoIHeads(num_classes, [box_stage], branches),
+        DetectionPostProcessor(score_threshold=score_threshold, nms_iou=nms_iou,
+                               detections_per_image=detections_per_image),
+        loss_weights=loss_weights, sampling_seed=sampling_seed)

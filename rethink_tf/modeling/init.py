@@ -1,4 +1,4 @@
-"""Weight initializers named after their Caffe2/Detectron originals (SPEC.md §2 "init")."""
+"""Weight initializers named after their Caffe2/Detectron originals (rethink_tf/modeling/README.md, "init")."""
 import keras
 
 

@@ -1,4 +1,4 @@
-"""Normalization factory shared by backbone, FPN and heads (SPEC.md §1, §2 "norm").
+"""Normalization factory shared by backbone, FPN and heads (rethink_tf/modeling/README.md, "Normalization").
 
 `build_norm(kind)` returns one Keras layer for NHWC (or [N, C]) tensors:
 - "gn": GroupNorm, 32 groups, eps 1e-5 (the paper's choice from scratch).
@@ -159,7 +159,7 @@ class FrozenBatchNorm(keras.layers.Layer):
         return config
 
 
-# Layers whose variables get no weight decay (CONTRACT.md). Subclasses match via isinstance.
+# Layers whose variables get no weight decay (rethink_tf/modeling/README.md). Subclasses match via isinstance.
 NORM_LAYER_TYPES = (keras.layers.GroupNormalization, keras.layers.BatchNormalization,
                     FrozenBatchNorm)
 

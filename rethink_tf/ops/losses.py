@@ -50,30 +50,32 @@ def rpn_losses(
 def select_class_deltas(box_deltas, classes, num_logits):
     """Picks each RoI's deltas for its class.
 
-    box_deltas: [B, R, D] with D = 4 (class-agnostic), 4 * (num_logits - 1) (detectron2: no background
-    slot, class c at c - 1) or 4 * num_logits (Detectron: background slot 0, class c at c). classes:
-    int [B, R] >= 0 (negative classes are treated as 0 and must be masked by the caller). -> [B, R, 4].
+    box_deltas: [B, R, K', 4], the predictor's layout, with K' = 1 (class-agnostic), num_logits - 1
+    (detectron2: no background slot, class c at c - 1) or num_logits (Detectron: background slot 0,
+    class c at c). classes: int [B, R] >= 0 (negative classes are treated as 0 and must be masked by
+    the caller). -> [B, R, 4].
     """
     box_deltas = tf.convert_to_tensor(box_deltas)
-    width = box_deltas.shape[-1]
-    if width == 4:
-        return box_deltas
+    if box_deltas.shape.rank != 4 or box_deltas.shape[-1] != 4:
+        raise ValueError(f"box deltas must be [B, R, K', 4], got {box_deltas.shape}")
+    slots = box_deltas.shape[2]
+    if slots == 1:
+        return box_deltas[:, :, 0, :]
     classes = tf.maximum(tf.convert_to_tensor(classes, tf.int32), 0)
-    if width == 4 * num_logits:
+    if slots == num_logits:
         slot = classes
-    elif width == 4 * (num_logits - 1):
+    elif slots == num_logits - 1:
         slot = tf.maximum(classes - 1, 0)
     else:
-        raise ValueError(f"box deltas width {width} fits neither 4, 4*{num_logits} nor 4*{num_logits - 1}")
-    per_class = tf.reshape(box_deltas, tf.concat([tf.shape(box_deltas)[:-1], [width // 4, 4]], axis=0))
-    return tf.gather(per_class, slot, batch_dims=2)
+        raise ValueError(f"box deltas have {slots} class slots; expected 1, {num_logits} or {num_logits - 1}")
+    return tf.gather(box_deltas, slot, batch_dims=2)
 
 
 def fast_rcnn_losses(class_logits, box_deltas, classes, box_targets, beta=1.0):
     """Box head losses.
 
     Args:
-      class_logits: [B, R, K + 1] (index 0 background). box_deltas: [B, R, 4 | 4K | 4(K+1)].
+      class_logits: [B, R, K + 1] (index 0 background). box_deltas: [B, R, K', 4] with K' in {1, K, K + 1}.
       classes: int [B, R]: 1..K fg, 0 bg, -1 unused (excluded). box_targets: [B, R, 4].
     Returns:
       (class_loss, box_loss) scalar float32.

@@ -45,16 +45,16 @@ MODEL_CONFIGURABLES = {"build_model": (), "build_norm": ("kind", "name", "zero_i
 # Resolved inference settings read from the built MaskRCNN (attribute -> how to read it).
 _MODEL_ATTRIBUTES = {
     "num_classes": lambda m: m.num_classes,
-    "mask": lambda m: m.mask_head is not None,
-    "anchor_sizes": lambda m: m.anchor_sizes,
-    "aspect_ratios": lambda m: m.aspect_ratios,
-    "rpn_levels": lambda m: m.rpn_levels,
-    "pre_nms_topk_test": lambda m: m.pre_nms_topk[False],
-    "post_nms_topk_test": lambda m: m.post_nms_topk[False],
-    "rpn_nms_iou": lambda m: m.rpn_nms_iou,
-    "score_threshold": lambda m: m.score_threshold,
-    "nms_iou": lambda m: m.nms_iou,
-    "detections_per_image": lambda m: m.detections_per_image,
+    "mask": lambda m: m.has_masks,
+    "anchor_sizes": lambda m: m.rpn.anchor_sizes,
+    "aspect_ratios": lambda m: m.rpn.aspect_ratios,
+    "rpn_levels": lambda m: m.rpn.levels,
+    "pre_nms_topk_test": lambda m: m.rpn.pre_nms_topk[False],
+    "post_nms_topk_test": lambda m: m.rpn.post_nms_topk[False],
+    "rpn_nms_iou": lambda m: m.rpn.nms_iou,
+    "score_threshold": lambda m: m.postprocessor.score_threshold,
+    "nms_iou": lambda m: m.postprocessor.nms_iou,
+    "detections_per_image": lambda m: m.postprocessor.detections_per_image,
 }
 
 
@@ -107,7 +107,7 @@ def describe(model, category_ids) -> dict:
     from rethink_tf.serving.model_dir import inference_config
 
     fields = {}
-    explicit = {"num_classes": model.num_classes, "mask": model.mask_head is not None}
+    explicit = {"num_classes": model.num_classes, "mask": model.has_masks}
     for name, skip in MODEL_CONFIGURABLES.items():
         args = configurable_arguments(name, skip, **(explicit if name == "build_model" else {}))
         fields.update({f"{name}.{k}": v for k, v in args.items()})

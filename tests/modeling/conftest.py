@@ -16,7 +16,7 @@ def tiny_model(num_classes=3, **overrides):
 
 
 def synthetic_batch(batch_size=2, size=64, num_classes=3, seed=0):
-    """A batch following CONTRACT.md: 2 real instances per image, 2 padding rows, one crowd row."""
+    """A batch as the input pipeline makes it (rethink_tf/modeling/README.md): 2 real instances per image, 2 padding rows, one crowd row."""
     rng = np.random.default_rng(seed)
     boxes = np.array([[4, 4, 30, 40], [10, 20, 40, 60], [20, 5, 44, 30], [0, 0, 0, 0]], "float32")
     classes = np.array([1, num_classes, 2, -1], "int32")

@@ -1,22 +1,22 @@
-"""The built model's training targets and post-processing follow Detectron, and use SPEC.md's values.
+"""The built model's training targets and post-processing follow Detectron, with the recipe's values.
 
 One tiny model runs one training and one inference forward on an image much smaller than its canvas
 (40x56 scaled image, scale 0.5, on a 128 canvas) with a crowd region, while the ops it calls are
 wrapped to record their arguments and results. The values the ops receive are checked against the
-table below (SPEC.md section 2), as are the attributes of the default (paper-size) model.
+table below (rethink_tf/modeling/README.md), as are the attributes of the default (paper-size) model.
 """
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from rethink_tf.modeling import mask_rcnn
+from rethink_tf.modeling import postprocess, rpn
 from rethink_tf.modeling.factory import build_model
 from rethink_tf.ops import masks, nms, roi_align, roi_sampling, rpn_targets
 
 CANVAS, SCALED, SCALE = 128, (40.0, 56.0), 0.5
 CROWD = [0.0, 0.0, 40.0, 28.0]  # the left half of the image
 
-# SPEC.md section 2, the values of the paper's R50-FPN GN Mask R-CNN.
+# The values of the paper's R50-FPN GN Mask R-CNN (rethink_tf/modeling/README.md).
 SPEC = dict(
     anchor_sizes=((32,), (64,), (128,), (256,), (512,)), aspect_ratios=(0.5, 1.0, 2.0), rpn_levels=[2, 3, 4, 5, 6],
     rpn_fg_iou=0.7, rpn_bg_iou=0.3, rpn_batch_size_per_image=256, rpn_positive_fraction=0.5,
@@ -25,8 +25,24 @@ SPEC = dict(
     score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
 )
 SPEC_BOX_STAGE = dict(
-    coder_weights=(10.0, 10.0, 5.0, 5.0), fg_iou=0.5, num_samples=512, fg_fraction=0.25, pooled_size=7,
-    sampling_ratio=2, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4, crowd_filter_thresh=0.7,
+    coder_weights=(10.0, 10.0, 5.0, 5.0), fg_iou=0.5, num_samples=512, fg_fraction=0.25, crowd_filter_thresh=0.7,
+)
+SPEC_POOLERS = {"box": dict(output_size=7, sampling_ratio=2, min_level=2, max_level=5, canonical_size=224.0,
+                            canonical_level=4),
+                "mask": dict(output_size=14, sampling_ratio=2, min_level=2, max_level=5, canonical_size=224.0,
+                             canonical_level=4)}
+# Where each SPEC value lives in the built model.
+SPEC_READERS = dict(
+    anchor_sizes=lambda m: m.rpn.anchor_sizes, aspect_ratios=lambda m: m.rpn.aspect_ratios,
+    rpn_levels=lambda m: m.rpn.levels, rpn_fg_iou=lambda m: m.rpn.fg_iou, rpn_bg_iou=lambda m: m.rpn.bg_iou,
+    rpn_batch_size_per_image=lambda m: m.rpn.batch_size_per_image,
+    rpn_positive_fraction=lambda m: m.rpn.positive_fraction, rpn_straddle_thresh=lambda m: m.rpn.straddle_thresh,
+    rpn_nms_iou=lambda m: m.rpn.nms_iou, pre_nms_topk=lambda m: m.rpn.pre_nms_topk,
+    post_nms_topk=lambda m: m.rpn.post_nms_topk,
+    mask_pooled_size=lambda m: m.roi_heads.branches["mask"].pooler.output_size,
+    mask_target_threshold=lambda m: m.roi_heads.branches["mask"].target_threshold,
+    score_threshold=lambda m: m.postprocessor.score_threshold, nms_iou=lambda m: m.postprocessor.nms_iou,
+    detections_per_image=lambda m: m.postprocessor.detections_per_image,
 )
 
 
@@ -62,8 +78,8 @@ def recorded(make_tiny_model):
     calls = {}
     with pytest.MonkeyPatch.context() as patch:
         for module, name in [(rpn_targets, "rpn_targets"), (roi_sampling, "sample_rois"), (masks, "mask_targets"),
-                             (roi_align, "multilevel_roi_align"), (mask_rcnn, "multilevel_roi_align"),
-                             (mask_rcnn, "generate_proposals"), (mask_rcnn, "multiclass_nms")]:
+                             (roi_align, "multilevel_roi_align"), (rpn, "generate_proposals"),
+                             (postprocess, "multiclass_nms")]:
             patch.setattr(module, name, _recording(calls, name, getattr(module, name)))
         model(batch, training=True)
         train_calls = {k: list(v) for k, v in calls.items()}
@@ -144,24 +160,30 @@ def test_sampling_is_a_stateless_function_of_the_batch_seed(make_tiny_model):
 
 
 # ----------------------------------------------------------------------------------------------------
-# The values the detector is built with (SPEC.md section 2).
+# The values the detector is built with (rethink_tf/modeling/README.md).
 
 def test_default_model_is_built_with_the_spec_values():
     model = build_model(80)  # the paper's model; not built (no variables), only its configuration
     for key, want in SPEC.items():
-        assert getattr(model, key) == want, key
-    stage = model.box_stage
+        assert SPEC_READERS[key](model) == want, key
+    stage = model.roi_heads.box_stage
     for key, want in SPEC_BOX_STAGE.items():
         assert getattr(stage, key) == want, key
+    # Each branch owns its pooler: the mask branch's settings are its own, not the box stage's.
+    branch = model.roi_heads.branches["mask"]
+    assert branch.pooler is not stage.pooler
+    for name, pooler in (("box", stage.pooler), ("mask", branch.pooler)):
+        for key, want in SPEC_POOLERS[name].items():
+            assert getattr(pooler, key) == want, (name, key)
     assert not stage.predictor.class_agnostic and stage.predictor.num_classes == 80
-    assert model.mask_head is not None and model.sampling_seed is None
+    assert model.has_masks and model.sampling_seed is None
     # RoIs of the mask head: ceil(512 * 0.25) fg slots, none dropped.
-    assert model.max_fg_masks == 128
+    assert branch.max_fg == 128
 
 
 def test_the_model_passes_its_values_to_the_ops(recorded):
     model, _, train, infer, _ = recorded
-    stage = model.box_stage
+    stage = model.roi_heads.box_stage
     (_, kwargs, _), = train["rpn_targets"]
     assert kwargs["boundary_threshold"] == SPEC["rpn_straddle_thresh"]
     assert (kwargs["positive_iou"], kwargs["negative_iou"]) == (SPEC["rpn_fg_iou"], SPEC["rpn_bg_iou"])
@@ -175,7 +197,7 @@ def test_the_model_passes_its_values_to_the_ops(recorded):
               for args, kw, _ in calls[name]]
     assert sorted({size for size, _ in aligns}) == [7, 14] and len(aligns) == 4
     for _, kw in aligns:
-        assert kw["sampling_ratio"] == SPEC_BOX_STAGE["sampling_ratio"]
+        assert kw["sampling_ratio"] == SPEC_POOLERS["box"]["sampling_ratio"]
         assert (kw["canonical_size"], kw["canonical_level"]) == (224.0, 4)
         assert (kw["min_level"], kw["max_level"]) == (2, 5)
     for calls in (train, infer):
@@ -186,7 +208,8 @@ def test_the_model_passes_its_values_to_the_ops(recorded):
     # The level assignment with the stage's values: a 224x224 box is on P4, just below it on P3.
     levels = roi_align.assign_levels(
         np.array([[0, 0, 224, 224], [0, 0, 223, 223], [0, 0, 448, 448], [0, 0, 112, 112], [0, 0, 111, 111]],
-                 "float32"), stage.min_level, stage.max_level, stage.canonical_size, stage.canonical_level)
+                 "float32"), stage.pooler.min_level, stage.pooler.max_level, stage.pooler.canonical_size,
+        stage.pooler.canonical_level)
     np.testing.assert_array_equal(levels.numpy(), [4, 3, 5, 3, 2])
 
 
@@ -211,7 +234,7 @@ def test_detections_are_in_original_pixels_when_the_scale_is_not_one(make_tiny_m
     every proposal becomes a class-1 detection of itself (zero deltas)."""
     model = make_tiny_model(mask=False)
     model.build_networks(image_size=64)
-    predictor = model.box_stage.predictor
+    predictor = model.roi_heads.box_stage.predictor
     predictor.cls.kernel.assign(tf.zeros_like(predictor.cls.kernel))
     predictor.cls.bias.assign([0.0, 10.0, 0.0, 0.0])
     predictor.box.kernel.assign(tf.zeros_like(predictor.box.kernel))
@@ -220,7 +243,7 @@ def test_detections_are_in_original_pixels_when_the_scale_is_not_one(make_tiny_m
     # The last proposal crosses the scaled image's border into the padding.
     proposals = tf.constant([[[10, 20, 40, 60], [50, 70, 90, 100], [80, 120, 150, 158]]], tf.float32)
     feats = model.features(tf.zeros([1, 160, 160, 3]))
-    det = model._detect(feats, (proposals, tf.ones([1, 3], tf.bool)), image_info)
+    det = model.detect(feats, image_info, proposals=(proposals, tf.ones([1, 3], tf.bool)))
     assert int(det["num_detections"][0]) == 3
     assert np.asarray(det["detection_classes"])[0, :3].tolist() == [1, 1, 1]
     want = np.array([[10, 20, 40, 60], [50, 70, 90, 100], [80, 120, 96, 144]], "float32") / 1.5

@@ -7,7 +7,7 @@ XLA choice in graph mode (patching `in_xla_context`) must not change any loss.
 import numpy as np
 import tensorflow as tf
 
-from rethink_tf.modeling import mask_rcnn
+from rethink_tf.modeling.roi_heads import mask_branch
 from rethink_tf.ops import roi_align
 
 
@@ -17,7 +17,7 @@ def test_dynamic_and_static_paths_give_the_same_losses(make_tiny_model, make_bat
     traced_for = []
 
     def losses(static):
-        monkeypatch.setattr(mask_rcnn, "in_xla_context", lambda: static)
+        monkeypatch.setattr(mask_branch, "in_xla_context", lambda: static)
         monkeypatch.setattr(roi_align, "in_xla_context", lambda: static)
 
         @tf.function

@@ -1,4 +1,4 @@
-"""MaskRCNN call contract (CONTRACT.md), mask switch, VGG Faster R-CNN, input errors."""
+"""MaskRCNN call contract (rethink_tf/modeling/README.md), mask switch, VGG Faster R-CNN, input errors."""
 import keras
 import numpy as np
 import pytest
@@ -77,7 +77,7 @@ def test_mask_head_off_and_vgg_faster_rcnn(make_batch):
                         box_fc_dim=32, pre_nms_topk_train=100, post_nms_topk_train=50,
                         pre_nms_topk_test=50, post_nms_topk_test=20, roi_num_samples=32,
                         detections_per_image=10)
-    assert model.num_anchors == 9 and model.rpn_levels == [4]
+    assert model.rpn.num_anchors == 9 and model.rpn.levels == [4]
     batch = make_batch(batch_size=1)
     del batch["gt_masks"]
     losses = model(batch, training=True)

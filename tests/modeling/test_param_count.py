@@ -1,6 +1,6 @@
 """Parameter counts of R50-FPN Mask R-CNN (80 classes) against a hand derivation from layer shapes.
 
-The derivation below is plain arithmetic from the architecture in SPEC.md section 2; it does not
+The derivation below is plain arithmetic from the architecture in rethink_tf/modeling/README.md; it does not
 look at the model code. `norm_vars` is the number of variables per normalized channel: GN has
 gamma, beta (2); FrozenBN stores gamma, beta, mean, variance (4, none trainable).
 """

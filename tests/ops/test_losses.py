@@ -50,14 +50,14 @@ def test_fast_rcnn_losses(layout):
     logits = rng.normal(size=(2, 10, k + 1)).astype(np.float32)
     classes = rng.integers(-1, k + 1, (2, 10)).astype(np.int32)
     width = {"agnostic": 1, "no_bg": k, "with_bg": k + 1}[layout]
-    deltas = rng.normal(size=(2, 10, 4 * width)).astype(np.float32)
+    deltas = rng.normal(size=(2, 10, width, 4)).astype(np.float32)
     targets = rng.normal(size=(2, 10, 4)).astype(np.float32)
     cls_loss, box_loss = losses.fast_rcnn_losses(logits, deltas, classes, targets)
     sampled = [(b, r) for b in range(2) for r in range(10) if classes[b, r] >= 0]
     ce = [-(logits[b, r, classes[b, r]] - np.log(np.exp(logits[b, r]).sum())) for b, r in sampled]
     slot = {"agnostic": lambda c: 0, "no_bg": lambda c: c - 1, "with_bg": lambda c: c}[layout]
     box = [
-        _smooth_l1(deltas[b, r, 4 * slot(classes[b, r]) + j] - targets[b, r, j], 1.0)
+        _smooth_l1(deltas[b, r, slot(classes[b, r]), j] - targets[b, r, j], 1.0)
         for b, r in sampled if classes[b, r] > 0 for j in range(4)
     ]
     np.testing.assert_allclose([cls_loss.numpy(), box_loss.numpy()], [np.mean(ce), sum(box) / len(sampled)], rtol=1e-5)

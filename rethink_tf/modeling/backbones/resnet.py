@@ -66,7 +66,7 @@ class ResNet(keras.layers.Layer):
       base_width: stem width; stage outputs are 4 * base_width * 2^i.
       groups: 3x3 conv groups (32 for ResNeXt 32x8d).
       width_per_group: bottleneck width per group at res2 (None: base_width, i.e. plain ResNet).
-      zero_init_last_norm: zero-γ on each block's last norm (off by default, SPEC.md).
+      zero_init_last_norm: zero-γ on each block's last norm (off by default; modeling/README.md).
       freeze_at: 0 trains everything (from scratch); k >= 1 freezes the stem and res2..res(k)
         (Detectron's FREEZE_AT, 2 for the fine-tuning baseline), their norm layers included: Detectron
         stops the gradient at the output of res(k), so neither the convs nor the GN γ/β before it train.

@@ -44,7 +44,7 @@ class TwoFCHead(keras.layers.Layer):
 class ConvFCHead(keras.layers.Layer):
     """[B, R, S, S, C] -> [B, R, fc_dim]: num_convs x (3x3 conv + norm + ReLU), flatten, fc + ReLU.
 
-    Convs are MSRA-filled (bias only without norm); the fc is Xavier with no norm (SPEC.md).
+    Convs are MSRA-filled (bias only without norm); the fc is Xavier with no norm (modeling/README.md).
     """
 
     def __init__(self, num_convs=4, conv_dim=256, fc_dim=1024, num_fcs=1, norm="gn", **kwargs):

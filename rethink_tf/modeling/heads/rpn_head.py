@@ -10,7 +10,7 @@ class RPNHead(keras.layers.Layer):
     """{level: [B, H_l, W_l, C]} -> ({level: logits [B, H_l*W_l*A]}, {level: deltas [B, H_l*W_l*A, 4]}).
 
     Output order is (y, x, anchor), matching rethink_tf.ops.anchors.multilevel_anchors. No norm
-    (SPEC.md); all three convs are normal(std 0.01), bias 0.
+    (modeling/README.md); all three convs are normal(std 0.01), bias 0.
 
     Args:
       num_anchors: anchors per location A (3 on FPN levels; 9 for single-level VGG).

@@ -1,15 +1,18 @@
-"""One RoI box stage: RoI sampler + RoIAlign + box head + predictor + coder weights.
+"""`RoIBoxStage`: one box stage of the RoI heads (sampler, pooler, box head, predictor, coder, losses).
 
-A stage is the unit Cascade R-CNN stacks (each with its own IoU threshold and coder weights);
-plain Mask R-CNN uses one.
+A stage is the unit Cascade R-CNN stacks (each with its own IoU threshold and coder weights); plain
+Mask R-CNN has one. Box deltas keep ONE layout from the predictor to the loss and the decoder:
+float32 [B, R, K', 4] with K' = K (class-specific, detectron2: no background regressor, class c at
+slot c - 1) or 1 (class-agnostic).
 """
 import keras
 from keras import ops
 
-from rethink_tf.ops import box_coder, box_ops, roi_align, roi_sampling
+from rethink_tf.ops import box_coder, box_ops, losses, roi_sampling
 
 from rethink_tf.modeling.heads.box_head import BoxPredictor
 from rethink_tf.modeling.heads.registry import build_head
+from rethink_tf.modeling.roi_heads.pooler import RoIPooler
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
@@ -21,15 +24,11 @@ class RoIBoxStage(keras.layers.Layer):
       head: registered box head name ("2fc", "4conv1fc").
       head_kwargs: keyword arguments of the head (widths, norm).
       coder_weights: (wy, wx, wh, ww) of the box coder (10, 10, 5, 5).
-      fg_iou: IoU for a foreground RoI (0.5; cascade 0.6 / 0.7).
+      fg_iou: IoU for a foreground RoI (0.5; cascade 0.6 / 0.7); background below it.
       num_samples: RoIs sampled per image (512).
       fg_fraction: maximum foreground share of the sample (0.25).
       class_agnostic: one regressor for all classes (cascade) instead of one per class.
-      pooled_size: RoIAlign output side (7).
-      sampling_ratio: RoIAlign samples per bin and axis (2).
-      min_level, max_level: pyramid levels RoIs are assigned to (2, 5; 4, 4 for VGG).
-      canonical_size, canonical_level: FPN level of a box = floor(canonical_level +
-        log2(sqrt(area) / canonical_size)) (224, 4); also used for the mask head's RoIAlign.
+      pooler: the stage's RoIPooler (default: 7x7, sampling ratio 2, levels 2..5, canonical 224 / 4).
       crowd_filter_thresh: proposals whose intersection over their own area with a crowd box is
         > this are ignored in sampling (0.7; None or 0: off).
       sampling_seed: None draws a fresh random sample each step (the paper); an int makes the
@@ -38,26 +37,23 @@ class RoIBoxStage(keras.layers.Layer):
     """
 
     def __init__(self, num_classes, head="4conv1fc", head_kwargs=None, coder_weights=(10.0, 10.0, 5.0, 5.0),
-                 fg_iou=0.5, num_samples=512, fg_fraction=0.25, class_agnostic=False, pooled_size=7,
-                 sampling_ratio=2, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4,
+                 fg_iou=0.5, num_samples=512, fg_fraction=0.25, class_agnostic=False, pooler=None,
                  crowd_filter_thresh=0.7, sampling_seed=None, **kwargs):
         kwargs.setdefault("name", "box_stage")
         kwargs.setdefault("autocast", False)  # RoIs stay float32 under mixed precision
         super().__init__(**kwargs)
+        if isinstance(pooler, dict):
+            pooler = keras.saving.deserialize_keras_object(pooler)
+        self.pooler = pooler if pooler is not None else RoIPooler(7, name="box_pooler")
         self._config = dict(num_classes=num_classes, head=head, head_kwargs=dict(head_kwargs or {}),
                             coder_weights=tuple(coder_weights), fg_iou=fg_iou, num_samples=num_samples,
                             fg_fraction=fg_fraction, class_agnostic=class_agnostic,
-                            pooled_size=pooled_size, sampling_ratio=sampling_ratio,
-                            min_level=min_level, max_level=max_level, canonical_size=canonical_size,
-                            canonical_level=canonical_level, crowd_filter_thresh=crowd_filter_thresh,
-                            sampling_seed=sampling_seed)
-        self.sampling_seed = sampling_seed
+                            pooler=keras.saving.serialize_keras_object(self.pooler),
+                            crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed)
         self.num_classes = num_classes
         self.coder_weights = tuple(float(w) for w in coder_weights)
         self.fg_iou, self.num_samples, self.fg_fraction = fg_iou, num_samples, fg_fraction
-        self.pooled_size, self.sampling_ratio = pooled_size, sampling_ratio
-        self.min_level, self.max_level = min_level, max_level
-        self.canonical_size, self.canonical_level = float(canonical_size), int(canonical_level)
+        self.sampling_seed = sampling_seed
         self.crowd_filter_thresh = crowd_filter_thresh
         self.head = build_head("box", head, name="box_head", **(head_kwargs or {}))
         self.predictor = BoxPredictor(num_classes, class_agnostic=class_agnostic, name="box_predictor")
@@ -79,24 +75,36 @@ class RoIBoxStage(keras.layers.Layer):
             seed=self.sampling_seed if seed is None else seed, gt_is_crowd=gt_is_crowd,
             crowd_filter_thresh=self.crowd_filter_thresh)
 
+    def build_networks(self, channels, batch_size=1, dtype="float32"):
+        """Creates the head's and predictor's variables by running them on zeros."""
+        size = self.pooler.output_size
+        self.predictor(self.head(ops.zeros((batch_size, 1, size, size, channels), dtype), training=False))
+
     def call(self, features, rois, training=None):
         """features {level: [B, H_l, W_l, C]}, rois [B, R, 4] canvas pixels ->
-        (logits float32 [B, R, K + 1], deltas float32 [B, R, K or 1, 4])."""
-        # RoIAlign runs in float32 (bilinear weights are float32) whatever the compute dtype.
-        features = {l: ops.cast(f, "float32") for l, f in features.items()}
-        pooled = roi_align.multilevel_roi_align(
-            features, ops.stop_gradient(rois), self.pooled_size, sampling_ratio=self.sampling_ratio,
-            min_level=self.min_level, max_level=self.max_level, canonical_size=self.canonical_size,
-            canonical_level=self.canonical_level)
-        pooled = ops.cast(pooled, self.compute_dtype)
+        (logits float32 [B, R, K + 1], deltas float32 [B, R, K', 4]).
+
+        The networks run in the compute dtype; pooled features and outputs are float32."""
+        pooled = ops.cast(self.pooler(features, rois), self.compute_dtype)
         logits, deltas = self.predictor(self.head(pooled, training=training))
         return ops.cast(logits, "float32"), ops.cast(deltas, "float32")
 
+    def losses(self, logits, deltas, targets):
+        """-> {"roi_class", "roi_box"} float32 scalars for the `sample` targets (Detectron's
+        normalisation, rethink_tf.ops.losses.fast_rcnn_losses)."""
+        cls_loss, box_loss = losses.fast_rcnn_losses(logits, deltas, targets["classes"],
+                                                     targets["box_targets"])
+        return {"roi_class": cls_loss, "roi_box": box_loss}
+
     def decode(self, deltas, rois, image_hw):
-        """Boxes [B, R, K or 1, 4] from deltas [B, R, K or 1, 4] on rois [B, R, 4], clipped to
+        """Boxes [B, R, K', 4] from deltas [B, R, K', 4] on rois [B, R, 4], clipped to
         image_hw [B, 2] (the scaled image inside the canvas)."""
         boxes = box_coder.decode_boxes(deltas, rois[:, :, None, :], weights=self.coder_weights)
         return box_ops.clip_boxes(boxes, image_hw[:, None, None, :])
+
+    def scores(self, logits, valid):
+        """Softmax over K + 1 without the background column, 0 on invalid rows: float32 [B, R, K]."""
+        return ops.softmax(logits, axis=-1)[:, :, 1:] * ops.cast(valid, "float32")[..., None]
 
     def get_config(self):
         return {**super().get_config(), **self._config}

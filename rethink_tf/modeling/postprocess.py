@@ -1,0 +1,63 @@
+"""`DetectionPostProcessor`: score threshold, per-class NMS, top-k, canvas -> original pixels.
+
+detectron2's fast_rcnn_inference: candidates need score > score_threshold (0.05), NMS per class at
+IoU nms_iou (0.5, a box is dropped only at IoU > threshold), then the top detections_per_image
+(100) over all classes. `select` works in canvas pixels (the branches run on its boxes);
+`to_original` maps boxes to original-image pixels (divide by the resize scale, clip to the original
+image). Evaluation and export get detections through this one object.
+"""
+import keras
+from keras import ops
+
+from rethink_tf.ops.nms import multiclass_nms
+
+DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+
+
+class DetectionPostProcessor(keras.layers.Layer):
+    """Args: score_threshold, nms_iou, detections_per_image (D)."""
+
+    def __init__(self, score_threshold=0.05, nms_iou=0.5, detections_per_image=100, **kwargs):
+        kwargs.setdefault("name", "postprocessor")
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.score_threshold = float(score_threshold)
+        self.nms_iou = float(nms_iou)
+        self.detections_per_image = int(detections_per_image)
+
+    def select(self, boxes, scores):
+        """boxes float32 [B, N, K, 4] or [B, N, 1, 4] / [B, N, 4] (class-agnostic), scores float32
+        [B, N, K] -> dict detection_boxes [B, D, 4] (canvas), detection_scores [B, D],
+        detection_classes int32 [B, D] (1..K, 0 in empty slots), num_detections int32 [B];
+        slots [0, num) filled in decreasing score, empty slots 0."""
+        if boxes.ndim == 4 and boxes.shape[2] == 1:  # one box shared by every class
+            boxes = boxes[:, :, 0, :]
+        det_boxes, det_scores, det_classes, num = multiclass_nms(
+            boxes, scores, score_threshold=self.score_threshold, iou_threshold=self.nms_iou,
+            max_detections=self.detections_per_image)
+        num = ops.cast(num, "int32")
+        valid = self._valid(num)
+        return {"detection_boxes": ops.where(valid[:, :, None], det_boxes, 0.0),
+                "detection_scores": ops.where(valid, det_scores, 0.0),
+                "detection_classes": ops.where(valid, ops.cast(det_classes, "int32"), 0),
+                "num_detections": num}
+
+    def to_original(self, detections, image_info):
+        """The same dict with detection_boxes in original-image pixels, clipped to the original
+        image (image_info [B, 4, 2]: rows original (h, w), scaled (h, w), scale (y, x), offset);
+        other entries are passed through."""
+        image_info = ops.cast(image_info, "float32")
+        scale = image_info[:, 2, :]
+        orig_hw = image_info[:, 0, :]
+        boxes = detections["detection_boxes"] / ops.concatenate([scale, scale], axis=-1)[:, None, :]
+        limits = ops.concatenate([orig_hw, orig_hw], axis=-1)[:, None, :]
+        boxes = ops.minimum(ops.maximum(boxes, 0.0), limits)
+        valid = self._valid(detections["num_detections"])
+        return {**detections, "detection_boxes": ops.where(valid[:, :, None], boxes, 0.0)}
+
+    def _valid(self, num):
+        return ops.arange(self.detections_per_image)[None, :] < ops.cast(num, "int32")[:, None]
+
+    def get_config(self):
+        return {**super().get_config(), "score_threshold": self.score_threshold,
+                "nms_iou": self.nms_iou, "detections_per_image": self.detections_per_image}

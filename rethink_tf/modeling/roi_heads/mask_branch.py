@@ -1,0 +1,86 @@
+"""`MaskBranch`: the mask branch of the RoI heads (its pooler, head, targets, loss and inference).
+
+Mask R-CNN's FPN mask branch as in Detectron: RoIAlign 14x14 (sampling ratio 2, levels 2..5,
+canonical 224 / 4) -> mask head -> 28x28 logits per class. Training runs it on the box stage's
+foreground RoIs only (at most `max_fg` per image, foreground first in sampling order), with targets
+the matched gt mask resampled into each RoI and binarized at `target_threshold` (0.5), and a
+per-pixel sigmoid BCE on the gt class's channel averaged over foreground RoIs. Inference runs it on
+given boxes (the post-processed detections) and returns the given class's channel after a sigmoid.
+"""
+import keras
+from keras import ops
+
+from rethink_tf.ops import losses, masks
+from rethink_tf.ops.tracing import in_xla_context
+
+from rethink_tf.modeling.roi_heads.pooler import RoIPooler
+
+
+class MaskBranch(keras.layers.Layer):
+    """Mask branch: boxes -> per-class mask logits [B, R, M, M, K] (M = 2 x pooler size).
+
+    Args:
+      head: the mask head layer [B, R, S, S, C] -> float32 logits [B, R, 2S, 2S, K] (registered
+        under "mask", e.g. "conv_upsample").
+      pooler: its RoIPooler (default 14x14, sampling ratio 2, levels 2..5, canonical 224 / 4).
+      target_threshold: mask targets binarized at >= this (0.5, Detectron); None keeps the soft
+        bilinear values.
+      max_fg: foreground RoIs per image given to the head in training (None: set by the RoI heads
+        to the box sampler's maximum, ceil(num_samples * fg_fraction), so none is dropped). Under
+        XLA the head always runs on this many slots per image; in graph mode only on as many as the
+        image with the most fg RoIs has (as torchvision, which runs it on positives).
+    """
+
+    output_key = "mask_probs"
+
+    def __init__(self, head, pooler=None, target_threshold=0.5, max_fg=None, **kwargs):
+        kwargs.setdefault("name", "mask_branch")
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.head = head
+        self.pooler = pooler if pooler is not None else RoIPooler(14, name="mask_pooler")
+        self.target_threshold = target_threshold
+        self.max_fg = None if max_fg is None else int(max_fg)
+
+    def build_networks(self, channels, batch_size=1, dtype="float32"):
+        size = self.pooler.output_size
+        self.head(ops.zeros((batch_size, 1, size, size, channels), dtype), training=False)
+
+    def logits(self, features, boxes, training=None):
+        """Mask logits float32 [B, R, M, M, K] for boxes [B, R, 4] canvas pixels."""
+        pooled = self.pooler(features, boxes)
+        return ops.cast(self.head(ops.cast(pooled, self.compute_dtype), training=training), "float32")
+
+    def losses(self, features, sampled, targets, training=True):
+        """{"mask": float32 scalar} for the box stage's sampled RoIs.
+
+        sampled: the stage's `sample` dict (rois, classes, matched_gt_index [B, R]);
+        targets: the batch's gt_* tensors (gt_boxes [B, M, 4] canvas pixels, gt_masks [B, M, S, S]).
+        """
+        if "gt_masks" not in targets:
+            raise ValueError("Mask head is on but the batch has no 'gt_masks' (source without "
+                             "masks): build the model with mask=False.")
+        # Foreground RoIs first (top_k keeps index order among ties), at most max_fg.
+        is_fg = ops.cast(sampled["classes"] > 0, "int32")
+        _, fg_idx = ops.top_k(is_fg, k=self.max_fg, sorted=True)
+        if not in_xla_context():
+            # Graph mode: only as many slots as the image with the most fg RoIs needs (the rest
+            # would be masked out of the loss anyway). Under XLA all max_fg slots stay.
+            num_slots = ops.maximum(ops.max(ops.sum(is_fg, axis=1)), 1)
+            fg_idx = fg_idx[:, :num_slots]
+        take = lambda t: ops.take_along_axis(t, fg_idx if t.ndim == 2 else fg_idx[..., None], axis=1)
+        fg_rois = take(sampled["rois"])
+        fg_classes = ops.where(take(is_fg) > 0, take(sampled["classes"]), 0)
+        fg_gt_index = take(sampled["matched_gt_index"])
+        logits = self.logits(features, fg_rois, training=training)
+        gt = masks.mask_targets(targets["gt_masks"], ops.cast(targets["gt_boxes"], "float32"), fg_rois,
+                                fg_gt_index, output_size=logits.shape[2], threshold=self.target_threshold)
+        return {"mask": losses.mask_loss(logits, gt, fg_classes)}
+
+    def predict(self, features, boxes, classes, training=False):
+        """{"mask_probs": float32 [B, D, M, M]}: sigmoid of each box's class channel; 0 where
+        classes == 0 (empty slots). boxes [B, D, 4] canvas pixels, classes int32 [B, D] in 0..K."""
+        logits = self.logits(features, boxes, training=training)
+        channel = ops.maximum(classes - 1, 0)
+        picked = ops.take_along_axis(logits, channel[:, :, None, None, None], axis=4)[..., 0]
+        return {self.output_key: ops.where((classes > 0)[:, :, None, None], ops.sigmoid(picked), 0.0)}

@@ -1,0 +1,54 @@
+"""`RoIPooler`: multi-level RoIAlign with its own settings, one per RoI branch.
+
+The box stage pools 7x7 and the mask branch 14x14; each branch owns a pooler (output size, sampling
+ratio, levels, canonical size / level), so no branch borrows another's settings. Level assignment is
+FPN's (Detectron's defaults): level = floor(canonical_level + log2(sqrt(box area) / canonical_size)),
+clipped to [min_level, max_level] (rethink_tf.ops.roi_align).
+"""
+import keras
+from keras import ops
+
+from rethink_tf.ops import roi_align
+
+
+@keras.saving.register_keras_serializable(package="rethink_tf")
+class RoIPooler(keras.layers.Layer):
+    """{level: features [B, H_l, W_l, C]} and boxes [B, R, 4] canvas pixels -> float32 [B, R, S, S, C].
+
+    The float32 island of the RoI heads: features are cast to float32 (the bilinear weights are
+    float32) whatever the compute dtype, and no gradient flows into the boxes.
+
+    Args:
+      output_size: S, the pooled side (7 for boxes, 14 for masks).
+      sampling_ratio: samples per bin and axis (2; Detectron's ROI_XFORM_SAMPLING_RATIO).
+      min_level, max_level: pyramid levels boxes are assigned to (2, 5; 4, 4 for VGG-16).
+      canonical_size, canonical_level: a canonical_size^2 box maps to canonical_level (224, 4).
+    """
+
+    def __init__(self, output_size=7, sampling_ratio=2, min_level=2, max_level=5, canonical_size=224.0,
+                 canonical_level=4, **kwargs):
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        if min_level > max_level:
+            raise ValueError(f"RoIPooler: min_level {min_level} > max_level {max_level}")
+        self.output_size, self.sampling_ratio = int(output_size), int(sampling_ratio)
+        self.min_level, self.max_level = int(min_level), int(max_level)
+        self.canonical_size, self.canonical_level = float(canonical_size), int(canonical_level)
+        self.built = True  # no variables: Keras must not trace a call to build it
+
+    @property
+    def levels(self):
+        return list(range(self.min_level, self.max_level + 1))
+
+    def call(self, features, boxes):
+        features = {l: ops.cast(f, "float32") for l, f in features.items() if self.min_level <= l <= self.max_level}
+        return roi_align.multilevel_roi_align(
+            features, ops.stop_gradient(ops.cast(boxes, "float32")), self.output_size,
+            sampling_ratio=self.sampling_ratio, min_level=self.min_level, max_level=self.max_level,
+            canonical_size=self.canonical_size, canonical_level=self.canonical_level)
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size,
+                "sampling_ratio": self.sampling_ratio, "min_level": self.min_level,
+                "max_level": self.max_level, "canonical_size": self.canonical_size,
+                "canonical_level": self.canonical_level}

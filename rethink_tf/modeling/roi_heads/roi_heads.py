@@ -1,0 +1,104 @@
+"""`StandardRoIHeads`: the box stage(s) and the branches (mask now) of a two-stage detector.
+
+Modelled on detectron2's StandardROIHeads: training samples RoIs among the proposals (GT boxes
+appended), runs the box stage on them and each branch on the stage's foreground RoIs; inference
+scores and decodes every proposal (`predict_boxes`, pre-NMS), and after post-processing runs the
+branches on the detections (`forward_with_given_boxes`). A subclass with several stages (Cascade
+R-CNN) overrides `losses` and `predict_boxes`; branches always follow the last stage.
+
+All boxes are float32 yxyx pixels of the model's canvas; K = foreground classes. Every output
+crossing this boundary (pooled features, logits, deltas, scores, mask probabilities) is float32;
+the head networks run in the compute dtype.
+"""
+import math
+
+import keras
+from keras import ops
+
+
+class StandardRoIHeads(keras.layers.Layer):
+    """A list of box stages (one here) and a dict of branches {name: branch}.
+
+    Args:
+      num_classes: K.
+      box_stages: list of RoIBoxStage (StandardRoIHeads uses exactly one).
+      branches: dict {name: branch} (e.g. {"mask": MaskBranch}); a branch has
+        `build_networks(channels, batch_size, dtype)`, `losses(features, sampled, targets, training)`
+        -> dict and `predict(features, boxes, classes, training)` -> dict.
+    """
+
+    def __init__(self, num_classes, box_stages, branches=None, **kwargs):
+        kwargs.setdefault("name", "roi_heads")
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.box_stages = list(box_stages)
+        if not self.box_stages:
+            raise ValueError("StandardRoIHeads needs at least one box stage")
+        self.branches = dict(branches or {})
+        last = self.box_stages[-1]
+        for branch in self.branches.values():
+            if getattr(branch, "max_fg", 0) is None:  # every foreground RoI of the sampler
+                branch.max_fg = int(math.ceil(last.num_samples * last.fg_fraction))
+
+    @property
+    def box_stage(self):
+        """The last (for StandardRoIHeads the only) box stage."""
+        return self.box_stages[-1]
+
+    def build_networks(self, channels, batch_size=1, dtype="float32"):
+        """Creates every variable (stages in order, then branches) by running the networks on zeros."""
+        for stage in self.box_stages:
+            stage.build_networks(channels, batch_size, dtype)
+        for branch in self.branches.values():
+            branch.build_networks(channels, batch_size, dtype)
+
+    @staticmethod
+    def gt_validity(targets):
+        """(gt_valid, gt_is_crowd or None) bool [B, M] from the batch's gt_classes / gt_is_crowd.
+
+        Crowd instances are never matched; the RoI sampler ignores proposals inside them."""
+        gt_valid = ops.cast(targets["gt_classes"], "int32") > 0
+        gt_is_crowd = None
+        if "gt_is_crowd" in targets:
+            gt_is_crowd = ops.logical_and(gt_valid, ops.cast(targets["gt_is_crowd"], "bool"))
+            gt_valid = ops.logical_and(gt_valid, ops.logical_not(gt_is_crowd))
+        return gt_valid, gt_is_crowd
+
+    def losses(self, features, proposals, proposal_valid, targets, image_info, seed=None):
+        """-> {"roi_class", "roi_box", <branch losses>} float32 scalars (unweighted).
+
+        features {level: [B, H_l, W_l, C]}; proposals [B, P, 4]; proposal_valid bool [B, P];
+        targets: the batch's gt_* tensors; image_info [B, 4, 2]; seed: int32 [2] stateless seed
+        of the RoI sampler, or None (the stage's sampling_seed, else the global RNG).
+        """
+        del image_info  # single stage: RoIs are sampled among proposals already inside the image
+        gt_boxes = ops.cast(targets["gt_boxes"], "float32")
+        gt_classes = ops.cast(targets["gt_classes"], "int32")
+        gt_valid, gt_is_crowd = self.gt_validity(targets)
+        stage = self.box_stage
+        sampled = stage.sample(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid,
+                               gt_is_crowd=gt_is_crowd, seed=seed)
+        logits, deltas = stage(features, sampled["rois"], training=True)
+        out = stage.losses(logits, deltas, sampled)
+        for branch in self.branches.values():
+            out.update(branch.losses(features, sampled, targets, training=True))
+        return out
+
+    def predict_boxes(self, features, proposals, proposal_valid, image_info):
+        """-> (boxes float32 [B, P, K', 4] decoded, clipped to the scaled image (K' = K or 1),
+        scores float32 [B, P, K] softmax without background, 0 for invalid proposals). Pre-NMS."""
+        stage = self.box_stage
+        logits, deltas = stage(features, proposals, training=False)
+        # Padded proposal slots (fewer than post_nms_topk survived NMS) must not become detections.
+        scores = stage.scores(logits, proposal_valid)
+        boxes = stage.decode(deltas, proposals, ops.cast(image_info, "float32")[:, 1, :])
+        return boxes, scores
+
+    def forward_with_given_boxes(self, features, boxes, classes, training=False):
+        """Runs every branch on given boxes [B, D, 4] with classes int32 [B, D] (1..K; 0 = empty
+        slot) -> merged dict of the branches' outputs, e.g. {"mask_probs": float32 [B, D, M, M]}."""
+        out = {}
+        for branch in self.branches.values():
+            out.update(branch.predict(features, ops.stop_gradient(boxes), classes, training=training))
+        return out

@@ -1,0 +1,126 @@
+"""`RegionProposalNetwork`: the RPN head with its anchors, training targets, losses and proposals.
+
+Detectron's FPN RPN: one head shared over levels rpn_min_level..rpn_max_level (2..6; 4..4 for
+VGG-16), anchors of one size per level (several on a single level for VGG-16) at aspect ratios
+(0.5, 1, 2); anchors matched at IoU >= 0.7 (fg) / < 0.3 (bg), 256 sampled per image, half fg at
+most; anchors reaching more than rpn_straddle_thresh pixels outside the scaled image ignored;
+proposals: top pre_nms_topk per level, NMS at 0.7, top post_nms_topk per image (2000 / 1000 in
+training, 1000 / 1000 at test). Everything runs in float32; no gradient flows through proposals.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from rethink_tf.ops import losses, rpn_targets
+from rethink_tf.ops.anchors import multilevel_anchors
+from rethink_tf.ops.proposals import generate_proposals
+
+
+@keras.saving.register_keras_serializable(package="rethink_tf")
+class RegionProposalNetwork(keras.layers.Layer):
+    """Anchors, RPN head outputs, proposals and RPN losses.
+
+    Args:
+      head: RPNHead over levels min_level..max_level.
+      anchor_sizes: per level, an int or a tuple of ints (several sizes on one level, VGG).
+      aspect_ratios: anchor h / w ratios.
+      min_level, max_level: RPN levels.
+      fg_iou, bg_iou, batch_size_per_image, positive_fraction: anchor matching / sampling
+        (rethink_tf.ops.rpn_targets).
+      straddle_thresh: anchors reaching more than this many pixels outside the scaled image are
+        ignored (0: every anchor crossing its border, Detectron; -1: none, detectron2).
+      pre_nms_topk_train/test: proposals kept per level before NMS; post_nms_topk_train/test: per
+        image after NMS. nms_iou, min_size: proposal NMS IoU and minimum side (pixels).
+    """
+
+    def __init__(self, head, anchor_sizes=(32, 64, 128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0),
+                 min_level=2, max_level=6, fg_iou=0.7, bg_iou=0.3, batch_size_per_image=256,
+                 positive_fraction=0.5, straddle_thresh=0.0, pre_nms_topk_train=2000,
+                 post_nms_topk_train=1000, pre_nms_topk_test=1000, post_nms_topk_test=1000,
+                 nms_iou=0.7, min_size=0.0, **kwargs):
+        kwargs.setdefault("name", "rpn")
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.head = head
+        if len(anchor_sizes) != max_level - min_level + 1:
+            raise ValueError(f"anchor_sizes has {len(anchor_sizes)} entries for RPN levels "
+                             f"{min_level}..{max_level}.")
+        self.anchor_sizes = tuple(tuple(s) if isinstance(s, (tuple, list)) else (s,) for s in anchor_sizes)
+        if len({len(s) for s in self.anchor_sizes}) != 1:
+            raise ValueError(f"Every RPN level needs the same number of anchor sizes: {anchor_sizes}.")
+        self.aspect_ratios = tuple(aspect_ratios)
+        self.num_anchors = len(self.anchor_sizes[0]) * len(self.aspect_ratios)
+        if head.num_anchors != self.num_anchors:
+            raise ValueError(f"rpn_head predicts {head.num_anchors} anchors per location; anchor "
+                             f"sizes x ratios give {self.num_anchors}.")
+        self.levels = list(range(min_level, max_level + 1))
+        self.fg_iou, self.bg_iou = fg_iou, bg_iou
+        self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
+        self.straddle_thresh = float(straddle_thresh)
+        self.pre_nms_topk = {True: pre_nms_topk_train, False: pre_nms_topk_test}
+        self.post_nms_topk = {True: post_nms_topk_train, False: post_nms_topk_test}
+        self.nms_iou, self.min_size = nms_iou, min_size
+        self._anchor_cache = {}
+
+    def anchors(self, image_size):
+        """{level: float32 [H_l * W_l * A, 4]} for a static canvas (H, W), cached."""
+        key = tuple(int(s) for s in image_size)
+        if key not in self._anchor_cache:
+            with tf.init_scope():  # computed eagerly once, embedded as constants in every trace
+                self._anchor_cache[key] = self._compute_anchors(key)
+        return {l: ops.convert_to_tensor(a) for l, a in self._anchor_cache[key].items()}
+
+    def _compute_anchors(self, image_size):
+        """Anchors as numpy, sizes interleaved per location: order (y, x, size, ratio)."""
+        per_size = [multilevel_anchors(image_size, min_level=self.levels[0], max_level=self.levels[-1],
+                                       sizes=[s[i] for s in self.anchor_sizes],
+                                       aspect_ratios=self.aspect_ratios)
+                    for i in range(len(self.anchor_sizes[0]))]
+        anchors = {}
+        for level in self.levels:
+            parts = [ops.convert_to_numpy(a[level]).reshape(-1, 1, len(self.aspect_ratios), 4)
+                     for a in per_size]
+            anchors[level] = np.concatenate(parts, axis=1).reshape(-1, 4)
+        return anchors
+
+    def outputs(self, features):
+        """-> (logits {level: float32 [B, A_l]}, deltas {level: float32 [B, A_l, 4]})."""
+        logits, deltas = self.head({l: features[l] for l in self.levels})
+        return ({l: ops.cast(v, "float32") for l, v in logits.items()},
+                {l: ops.cast(v, "float32") for l, v in deltas.items()})
+
+    def proposals(self, logits, deltas, image_size, image_info, training):
+        """-> (boxes float32 [B, P, 4] canvas pixels, valid bool [B, P]); no gradient flows through."""
+        boxes, scores = generate_proposals(
+            {l: ops.stop_gradient(v) for l, v in logits.items()},
+            {l: ops.stop_gradient(v) for l, v in deltas.items()},
+            self.anchors(image_size), image_info, pre_nms_topk_per_level=self.pre_nms_topk[bool(training)],
+            post_nms_topk=self.post_nms_topk[bool(training)], nms_iou=self.nms_iou,
+            min_size=self.min_size)
+        return ops.stop_gradient(boxes), ops.isfinite(scores)
+
+    def losses(self, logits, deltas, image_size, gt_boxes, gt_valid, image_info, seed=None):
+        """-> {"rpn_objectness", "rpn_box"} float32 scalars (Detectron's normalisation)."""
+        anchors = self.anchors(image_size)
+        all_anchors = ops.concatenate([anchors[l] for l in self.levels], axis=0)
+        all_logits = ops.concatenate([logits[l] for l in self.levels], axis=1)
+        all_deltas = ops.concatenate([deltas[l] for l in self.levels], axis=1)
+        labels, box_targets = rpn_targets.rpn_targets(
+            all_anchors, gt_boxes, gt_valid, image_info,
+            num_samples=self.batch_size_per_image, positive_fraction=self.positive_fraction,
+            positive_iou=self.fg_iou, negative_iou=self.bg_iou,
+            boundary_threshold=self.straddle_thresh, seed=seed)
+        objectness, box = losses.rpn_losses(all_logits, all_deltas, labels, box_targets,
+                                            num_samples_per_image=self.batch_size_per_image)
+        return {"rpn_objectness": objectness, "rpn_box": box}
+
+    def get_config(self):
+        return {**super().get_config(), "anchor_sizes": self.anchor_sizes,
+                "aspect_ratios": self.aspect_ratios, "min_level": self.levels[0],
+                "max_level": self.levels[-1], "fg_iou": self.fg_iou, "bg_iou": self.bg_iou,
+                "batch_size_per_image": self.batch_size_per_image,
+                "positive_fraction": self.positive_fraction, "straddle_thresh": self.straddle_thresh,
+                "pre_nms_topk_train": self.pre_nms_topk[True], "post_nms_topk_train": self.post_nms_topk[True],
+                "pre_nms_topk_test": self.pre_nms_topk[False], "post_nms_topk_test": self.post_nms_topk[False],
+                "nms_iou": self.nms_iou, "min_size": self.min_size}
