@@ -1,12 +1,10 @@
 """`python -m rethink_tf.import_weights`: files written, report printed, bad input one line + exit 2."""
 import os
-import pickle
+import pathlib
 import subprocess
 import sys
-import pathlib
 
 import gin
-import numpy as np
 import pytest
 
 from tests.interop.test_detectron_pkl import detectron_blob_shapes, write_pkl
