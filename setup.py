@@ -1,4 +1,4 @@
-"""Installs rethink_tf: `pip install -e .[test]` (see README.md)."""
+"""Installs rethink_tf: `pip install -e .[test,interop]` (see README.md)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -30,5 +30,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+        # Reading torchvision .pth files (rethink_tf.import_weights) and the tests that compare imported
+        # weights with torchvision's own forward pass. The package itself never imports torch.
+        "interop": ["torch==2.14.1", "torchvision==0.29.1"],
     },
 )

@@ -101,7 +101,7 @@ def _pad_instances(tensor, max_instances, pad_value):
 
 
 def _transform(example, seed, *, training, train_short_side, short_side_step, eval_short_side, max_size,
-               canvas, max_instances, flip_prob, divide_by_std, flip_permutation):
+               canvas, max_instances, flip_prob, normalization, flip_permutation):
     """One decoded example -> one fixed-shape batch element on `canvas` (H, W) (see module docstring)."""
     seeds = tf.random.experimental.stateless_split(seed, 2)
     if training:
@@ -128,8 +128,8 @@ def _transform(example, seed, *, training, train_short_side, short_side_step, ev
                                 lambda: kp)
 
     padded = preprocess.pad_to_canvas(image, canvas)
-    std = preprocess.PIXEL_STD if divide_by_std else None
-    images = preprocess.normalize_image(padded, preprocess.PIXEL_MEAN, std, image_info=image_info)
+    images = preprocess.normalize_image(padded, normalization.mean, normalization.std, image_info=image_info,
+                                        channel_order=normalization.channel_order)
 
     # Non-crowd instances first (stable), so truncation to M drops crowd regions before real objects.
     order = tf.argsort(tf.cast(example["is_crowd"], tf.int32), stable=True)
@@ -189,7 +189,8 @@ def build_dataset(source, *, training, global_batch_size, input_context=None,
       max_instances: M, instance slots per image.
       mask_crop_size: S, side of each box-cropped mask.
       flip_prob: probability of a horizontal flip in training.
-      divide_by_std: also divide by the RGB std (detectron2 9x recipe); Detectron: False.
+      divide_by_std: also divide by the std of `preprocess.input_normalization` (detectron2 9x recipe,
+        torchvision); Detectron: False.
       shuffle_buffer: buffer of the tfds source's example shuffle (COCO-directory sources shuffle ids
         over the whole set).
       seed: makes shuffling and augmentation reproducible (None: random; the orientation sequence then
@@ -217,7 +218,7 @@ def build_dataset(source, *, training, global_batch_size, input_context=None,
     options = dict(training=training, train_short_side=tuple(train_short_side),
                    short_side_step=short_side_step, eval_short_side=eval_short_side, max_size=max_size,
                    max_instances=max_instances, flip_prob=flip_prob,
-                   divide_by_std=divide_by_std, flip_permutation=flip_permutation)
+                   normalization=preprocess.pixel_normalization(divide_by_std), flip_permutation=flip_permutation)
     common = dict(source=source, training=training, batch_size=batch_size, input_context=input_context,
                   mask_crop_size=mask_crop_size, shuffle_buffer=shuffle_buffer, options=options)
     ids = source.training_image_ids if training else source.image_ids

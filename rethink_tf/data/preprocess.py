@@ -6,7 +6,7 @@ Both paths call the same functions, so a served model sees exactly the pixels it
     landscape, portrait = canvas_shapes(short_side=800, max_size=1333)     # (800, 1344), (1344, 800)
     canvas, image_info = resize_and_pad(image_uint8, short_side=800, max_size=1333,
                                         canvas_size=landscape)              # an image with h <= w
-    images = normalize_image(canvas, image_info=image_info)
+    images = normalize_image(canvas, image_info=image_info)   # or with pixel_normalization()'s values
 
 Canvases (Detectron's ASPECT_GROUPING): an image with h <= w ("landscape", squares included) goes on
 the landscape canvas (H, W) = (ceil32(min(short_side, max_size)), canvas_size), an image with h > w
@@ -21,14 +21,62 @@ cost. `canvas_shapes(..., aspect_grouping=False)` gives the single square canvas
     [orig_h, orig_w], [scaled_h, scaled_w], [scale_y, scale_x], [offset_y, offset_x]
 where scaled_* is the valid (non-padding) region at the top-left of the canvas, scale_* = scaled / original
 per axis, and the offset row is always 0 (reserved for crops).
+
+Pixel normalization (`input_normalization`, gin): the model sees (image[channel_order] - mean) / std,
+channels in `channel_order` ("rgb" default; "bgr" for Caffe-trained weights: Detectron's .pkl files and
+keras.applications' caffe-style ResNets/VGG), mean and std listed in that same order on the 0..255
+scale; std applies only when `build_dataset.divide_by_std` is on (detectron2 / torchvision: on with the
+default values, which are torchvision's (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) times 255).
+Training, evaluation, export and drawings read it from here. `rethink_tf.import_weights` writes the
+values of each imported library.
 """
 
 import math
+from typing import NamedTuple
 
+import gin
 import tensorflow as tf
+
+from rethink_tf.utils import validate
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)  # RGB, 0..255 scale (Detectron / detectron2)
 PIXEL_STD = (58.395, 57.12, 57.375)
+CHANNEL_ORDERS = ("rgb", "bgr")
+
+
+class PixelNormalization(NamedTuple):
+    """What `normalize_image` applies: mean / std (None: no division) in `channel_order`, 0..255 scale."""
+    mean: tuple
+    std: tuple | None
+    channel_order: str
+
+
+@gin.configurable
+def input_normalization(pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD, channel_order="rgb"):
+    """The model's input normalization (see module docstring): mean / std per channel, 0..255 scale.
+
+    Args:
+      pixel_mean, pixel_std: 3 numbers each, in `channel_order` (std > 0).
+      channel_order: "rgb" or "bgr", the channel order the model's first conv expects.
+    Returns:
+      (mean, std, channel_order) as a PixelNormalization with float tuples.
+    """
+    for name, values, minimum in (("pixel_mean", pixel_mean, None), ("pixel_std", pixel_std, 0)):
+        if (not isinstance(values, (tuple, list)) or len(values) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                or (minimum is not None and min(values) <= minimum)):
+            raise validate.ConfigError(
+                f"input_normalization.{name}: expected 3 numbers{' > 0' if minimum is not None else ''}, "
+                f"got {values!r}.")
+    validate.one_of("input_normalization.channel_order", channel_order, CHANNEL_ORDERS)
+    return PixelNormalization(tuple(float(v) for v in pixel_mean), tuple(float(v) for v in pixel_std),
+                              channel_order)
+
+
+def pixel_normalization(divide_by_std):
+    """`input_normalization()` with std None unless `divide_by_std` (build_dataset.divide_by_std)."""
+    norm = input_normalization()
+    return norm if divide_by_std else norm._replace(std=None)
 
 
 def decode_image_bytes(encoded):
@@ -151,18 +199,25 @@ def resize_and_pad(image_uint8, short_side, max_size, canvas_size):
     return pad_to_canvas(resized, canvas_size), image_info
 
 
-def normalize_image(image, mean=PIXEL_MEAN, std=None, image_info=None):
-    """Subtracts the RGB mean (and divides by std when given): (image - mean) / std.
+def normalize_image(image, mean=PIXEL_MEAN, std=None, image_info=None, channel_order="rgb"):
+    """Subtracts the mean (and divides by std when given): (image[channel_order] - mean) / std.
 
     Args:
-      image: float [..., H, W, 3] in 0..255.
-      mean, std: per-channel RGB values on the 0..255 scale; std=None skips the division (Detectron).
+      image: float [..., H, W, 3] RGB in 0..255.
+      mean, std: per-channel values in `channel_order` on the 0..255 scale; std=None skips the division
+        (Detectron).
       image_info: optional float32 [..., 4, 2]; when given, pixels outside the valid region
         [0:scaled_h, 0:scaled_w] are set to 0 so the padding is 0 after normalization, as in training.
+      channel_order: "rgb" (keep) or "bgr" (reverse the channels first).
     Returns:
       float32 tensor of the image's shape.
     """
-    image = tf.cast(image, tf.float32) - tf.constant(mean, tf.float32)
+    image = tf.cast(image, tf.float32)
+    if channel_order == "bgr":
+        image = image[..., ::-1]
+    elif channel_order != "rgb":
+        raise ValueError(f"normalize_image: channel_order must be one of {CHANNEL_ORDERS}, got {channel_order!r}")
+    image = image - tf.constant(mean, tf.float32)
     if std is not None:
         image = image / tf.constant(std, tf.float32)
     if image_info is not None:

@@ -32,8 +32,12 @@ def make_predict_fn(model, jit_compile: bool = False):
     return fn
 
 
-def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=None) -> np.ndarray:
+def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=None,
+                     normalization=None) -> np.ndarray:
     """Draws the detections of the first `max_images` real images of a batch on their canvas crops.
+
+    `normalization` (a preprocess.PixelNormalization) undoes the pipeline's; without it the default mean
+    and `pixel_std`.
 
     Returns uint8 [N, H, W, 3] (the valid region of the canvas, padded to the canvas size).
     """
@@ -44,7 +48,10 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
     for i in np.flatnonzero(ids >= 0)[:max_images]:
         info = np.asarray(batch["image_info"][i])
         scaled_h, scaled_w = (int(round(v)) for v in info[1])
-        canvas = visualize.denormalize_image(np.asarray(batch["images"][i]), std=pixel_std)
+        if normalization is not None:
+            canvas = visualize.denormalize_image(np.asarray(batch["images"][i]), *normalization)
+        else:
+            canvas = visualize.denormalize_image(np.asarray(batch["images"][i]), std=pixel_std)
         n = int(detections["num_detections"][i])
         scale = np.concatenate([info[2], info[2]])
         boxes = np.asarray(detections["detection_boxes"][i][:n]) * scale  # original -> canvas pixels
@@ -62,7 +69,7 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
 
 
 def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None, jit_compile: bool = False,
-                   num_images_to_draw: int = 0, class_names=None, pixel_std=None):
+                   num_images_to_draw: int = 0, class_names=None, pixel_std=None, normalization=None):
     """One pass over `dataset` (batch dicts): predicts, accumulates into `evaluator`, scores.
 
     Args:
@@ -73,6 +80,7 @@ def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None,
       num_images_to_draw: draw the predictions of this many images of the first batch.
       class_names: {label: name} for the drawings.
       pixel_std: the pipeline's std when it divides by it (to undo normalization in drawings).
+      normalization: the pipeline's preprocess.PixelNormalization (drawings; supersedes pixel_std).
     Returns:
       (metrics {"bbox": {...}, "segm": {...}}, drawn uint8 images [N, H, W, 3] or None)
     """
@@ -90,7 +98,7 @@ def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None,
         count += int(np.sum(batch_np["image_id"] >= 0))
         if index == 0 and num_images_to_draw:
             drawn = draw_predictions({**batch_np, "images": batch["images"].numpy()}, detections, class_names,
-                                     num_images_to_draw, pixel_std)
+                                     num_images_to_draw, pixel_std, normalization)
     logging.info("Evaluated %d images in %.1f s", count, time.time() - start)
     return evaluator.evaluate(), drawn
 

@@ -10,12 +10,13 @@ class ConvNorm(keras.layers.Layer):
     """Conv2D (+ norm) (+ ReLU), with detectron2's explicit symmetric padding.
 
     Input [B, H, W, Cin] -> [B, ceil(H / stride), ceil(W / stride), filters]. The conv has a bias
-    only when no norm follows. Padding is (kernel_size - 1) // 2 on every side, as in
+    only when no norm follows, unless `use_bias` says otherwise (Keras's caffe-style ResNets have a
+    bias before every BatchNorm). Padding is (kernel_size - 1) // 2 on every side, as in
     Caffe2/detectron2, so strided convs sample the same pixels as the reference models.
     """
 
     def __init__(self, filters, kernel_size, strides=1, groups=1, norm="none", activation=True,
-                 zero_init_norm=False, kernel_initializer=None, **kwargs):
+                 zero_init_norm=False, kernel_initializer=None, use_bias=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.kernel_size = kernel_size
@@ -24,6 +25,7 @@ class ConvNorm(keras.layers.Layer):
         self.norm_kind = norm
         self.activation = activation
         self.zero_init_norm = zero_init_norm
+        self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer or init.msra_fill())
         pad = (kernel_size - 1) // 2
         # Stride 1: "same" pads symmetrically and avoids an explicit Pad (and its Slice in the
@@ -33,7 +35,8 @@ class ConvNorm(keras.layers.Layer):
         self.conv = keras.layers.Conv2D(
             filters, kernel_size, strides=strides, padding="same" if strides == 1 else "valid",
             groups=groups,
-            use_bias=not has_norm(norm), kernel_initializer=self.kernel_initializer,
+            use_bias=(not has_norm(norm)) if use_bias is None else bool(use_bias),
+            kernel_initializer=self.kernel_initializer,
             bias_initializer="zeros", name="conv")
         self.norm = build_norm(norm, name="norm", zero_init=zero_init_norm) if has_norm(norm) else None
 
@@ -51,6 +54,6 @@ class ConvNorm(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
                       groups=self.groups, norm=self.norm_kind, activation=self.activation,
-                      zero_init_norm=self.zero_init_norm,
+                      zero_init_norm=self.zero_init_norm, use_bias=self.use_bias,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config

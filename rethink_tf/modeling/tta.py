@@ -111,7 +111,8 @@ class TestTimeAugmentation:
 
 # ---- variant inputs -------------------------------------------------------------------------------
 
-def variant_input(image, variant: Variant, canvas, pixel_mean=preprocess.PIXEL_MEAN, pixel_std=None):
+def variant_input(image, variant: Variant, canvas, pixel_mean=preprocess.PIXEL_MEAN, pixel_std=None,
+                  channel_order="rgb"):
     """uint8 [h, w, 3] -> (normalized float32 [H, W, 3] on `canvas` (H, W), image_info float32 [4, 2]).
 
     The input pipeline's resize / pad / normalize, with the variant's flip applied after the resize.
@@ -121,7 +122,8 @@ def variant_input(image, variant: Variant, canvas, pixel_mean=preprocess.PIXEL_M
     if variant.flip:
         resized = tf.reverse(resized, axis=[1])
     padded = preprocess.pad_to_canvas(resized, tuple(canvas))
-    return preprocess.normalize_image(padded, pixel_mean, pixel_std, image_info=image_info), image_info
+    return (preprocess.normalize_image(padded, pixel_mean, pixel_std, image_info=image_info,
+                                       channel_order=channel_order), image_info)
 
 
 def _unflip_x(boxes, width):
@@ -259,6 +261,7 @@ class TTADetector:
         self.variants = augmentation.variants(inference.short_side, inference.max_size)
         self.pixel_mean = tuple(inference.pixel_mean)
         self.pixel_std = None if inference.pixel_std is None else tuple(inference.pixel_std)
+        self.channel_order = getattr(inference, "channel_order", "rgb")
         base = (tuple(inference.landscape_canvas), tuple(inference.portrait_canvas))
         is_base = lambda v: (v.short_side, v.max_size) == (inference.short_side, inference.max_size)
         self.canvases = {v: base if is_base(v) else preprocess.canvas_shapes(v.short_side, v.max_size)
@@ -312,7 +315,8 @@ class TTADetector:
         inputs, all_boxes, all_scores = [], [], []
         for variant in self.variants:
             canvas = self.canvases[variant][orientation]
-            images, image_info = variant_input(image, variant, canvas, self.pixel_mean, self.pixel_std)
+            images, image_info = variant_input(image, variant, canvas, self.pixel_mean, self.pixel_std,
+                                                  self.channel_order)
             images, image_info = images[None], image_info[None]
             boxes, scores = self._boxes_fn(canvas)(images, image_info)
             inputs.append((canvas, images, image_info))

@@ -89,6 +89,7 @@ class DetectionExportModule(tf.Module):
                  portrait_canvas: Sequence[int] | None = None,
                  pixel_mean: Sequence[float] = preprocess.PIXEL_MEAN,
                  pixel_std: Sequence[float] | None = None,
+                 channel_order: str = "rgb",
                  paste_masks: bool = True,
                  mask_threshold: float = 0.5,
                  tta_detector=None,
@@ -101,7 +102,8 @@ class DetectionExportModule(tf.Module):
             short_side, max_size: the eval resize (pixels), as in the input pipeline.
             landscape_canvas, portrait_canvas: (H, W) canvases of images with h <= w and h > w
                 (model_dir.InferenceConfig); portrait default: the landscape canvas transposed.
-            pixel_mean, pixel_std: the normalization used in training (std None = mean only).
+            pixel_mean, pixel_std, channel_order: the normalization used in training (std None = mean
+                only; preprocess.input_normalization).
             paste_masks: also output masks pasted at the original image size.
             mask_threshold: probability at which pasted masks are binarized.
             tta_detector: a `rethink_tf.modeling.tta.TTADetector` of `model` for the `serving_tta`
@@ -133,6 +135,7 @@ class DetectionExportModule(tf.Module):
         self._square = max(landscape + portrait)  # side of the square holding both canvases
         self._pixel_mean = tuple(float(v) for v in pixel_mean)
         self._pixel_std = None if pixel_std is None else tuple(float(v) for v in pixel_std)
+        self._channel_order = str(channel_order)
         self._paste_masks = bool(paste_masks)
         self._mask_threshold = float(mask_threshold)
         self._detect_fn = None
@@ -212,6 +215,7 @@ class DetectionExportModule(tf.Module):
                 "landscape_canvas": list(self._canvases["landscape"]),
                 "portrait_canvas": list(self._canvases["portrait"]), "pixel_mean": list(self._pixel_mean),
                 "pixel_std": None if self._pixel_std is None else list(self._pixel_std),
+                "channel_order": self._channel_order,
                 "paste_masks": self._paste_masks, "mask_threshold": self._mask_threshold,
                 "min_image_side": MIN_IMAGE_SIDE,
                 "min_resized_side": min(MIN_RESIZED_SIDE, self._short_side),
@@ -262,6 +266,7 @@ class DetectionExportModule(tf.Module):
         canvas, image_info = preprocess.resize_and_pad(
             image, self._short_side, self._max_size, self._square)
         canvas = preprocess.normalize_image(canvas, mean=self._pixel_mean, std=self._pixel_std,
+                                            channel_order=self._channel_order,
                                             image_info=image_info)
         return canvas, image_info
 

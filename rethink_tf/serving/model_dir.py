@@ -51,6 +51,7 @@ class InferenceConfig:
     portrait_canvas: tuple
     pixel_mean: tuple
     pixel_std: tuple | None
+    channel_order: str = "rgb"
 
 
 def read_label_map(model_dir):
@@ -99,11 +100,10 @@ def inference_config():
         training=False, eval_short_side=short_side, max_size=max_size,
         canvas_size=None if canvas_size is None else int(canvas_size),
         aspect_grouping=bool(_eval_dataset_parameter("aspect_grouping")))
-    divide_by_std = bool(_eval_dataset_parameter("divide_by_std"))
+    norm = preprocess.pixel_normalization(bool(_eval_dataset_parameter("divide_by_std")))
     return InferenceConfig(
         short_side=short_side, max_size=max_size, landscape_canvas=landscape, portrait_canvas=portrait,
-        pixel_mean=tuple(preprocess.PIXEL_MEAN),
-        pixel_std=tuple(preprocess.PIXEL_STD) if divide_by_std else None)
+        pixel_mean=norm.mean, pixel_std=norm.std, channel_order=norm.channel_order)
 
 
 def resolved_inference_config(model):

@@ -26,7 +26,7 @@ def build_export_module(model, categories, inference_config, tta=None, **kwargs)
         short_side=inference_config.short_side, max_size=inference_config.max_size,
         landscape_canvas=inference_config.landscape_canvas,
         portrait_canvas=inference_config.portrait_canvas, pixel_mean=inference_config.pixel_mean,
-        pixel_std=inference_config.pixel_std,
+        pixel_std=inference_config.pixel_std, channel_order=inference_config.channel_order,
         tta_detector=None if tta is None else TTADetector(model, tta, inference_config), **kwargs)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from rethink_tf.data import preprocess
 from rethink_tf.evaluation import coco_evaluator, eval_loop
 from rethink_tf.training import run_record
 from rethink_tf.training import schedule as schedule_lib
@@ -159,6 +160,7 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
         metrics, drawn = eval_loop.run_evaluation(
             model, eval_dataset(source, eval_batch_size), evaluator, max_batches=max_batches,
             num_images_to_draw=images_to_draw, class_names=class_names, pixel_std=pixel_std(),
+            normalization=preprocess.pixel_normalization(pixel_std() is not None),
             jit_compile=jit_compile)
     else:
         from rethink_tf.modeling import tta as tta_lib

@@ -40,12 +40,14 @@ def class_names_by_id(categories: Sequence[Mapping], key: str = "id") -> dict[in
     return {int(c["id"]): str(c["name"]) for c in categories}
 
 
-def denormalize_image(image: np.ndarray, mean=PIXEL_MEAN, std=None) -> np.ndarray:
-    """Undoes the pipeline's normalization: float [h, w, 3] (image - mean) / std -> uint8 [h, w, 3]."""
+def denormalize_image(image: np.ndarray, mean=PIXEL_MEAN, std=None, channel_order="rgb") -> np.ndarray:
+    """Undoes the pipeline's normalization: float [h, w, 3] (image[order] - mean) / std -> uint8 RGB."""
     image = np.asarray(image, np.float32)
     if std is not None:
         image = image * np.asarray(std, np.float32)
     image = image + np.asarray(mean, np.float32)
+    if channel_order == "bgr":
+        image = image[..., ::-1]
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 

@@ -1,4 +1,11 @@
-"""ResNet / ResNeXt backbone (Detectron's, stride on the 3x3 conv), outputs C2-C5.
+"""ResNet / ResNeXt backbone, outputs C2-C5.
+
+Two switches cover the published ImageNet weights (set by `rethink_tf.import_weights`):
+- `stride_in_1x1`: where a stage's first block downsamples. False (default): on the 3x3 conv
+  (torchvision, detectron2, Detectron's GN and ResNeXt models). True: on the first 1x1 conv (the
+  original MSRA/Caffe ResNets: Detectron's R-50.pkl / R-101.pkl, keras.applications ResNet50/101/152).
+- `conv_bias`: a bias on every conv, also before a norm (keras.applications' ResNets); default off
+  (a bias before a norm is redundant).
 
 Widths follow detectron2's parametrization: stage i (i = 0..3 for res2..res5) has bottleneck
 width groups * width_per_group * 2^i and output width 4 * base_width * 2^i. ResNet-50:
@@ -20,18 +27,23 @@ class Bottleneck(keras.layers.Layer):
     """
 
     def __init__(self, bottleneck_channels, out_channels, strides=1, groups=1, norm="gn",
-                 zero_init_last_norm=False, project=False, **kwargs):
+                 zero_init_last_norm=False, project=False, stride_in_1x1=False, conv_bias=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self._config = dict(bottleneck_channels=bottleneck_channels, out_channels=out_channels,
                             strides=strides, groups=groups, norm=norm,
-                            zero_init_last_norm=zero_init_last_norm, project=project)
-        self.conv1 = ConvNorm(bottleneck_channels, 1, norm=norm, name="conv1")
-        self.conv2 = ConvNorm(bottleneck_channels, 3, strides=strides, groups=groups, norm=norm,
-                              name="conv2")
-        self.conv3 = ConvNorm(out_channels, 1, norm=norm, activation=False,
+                            zero_init_last_norm=zero_init_last_norm, project=project,
+                            stride_in_1x1=stride_in_1x1, conv_bias=conv_bias)
+        bias = True if conv_bias else None
+        stride_1x1, stride_3x3 = (strides, 1) if stride_in_1x1 else (1, strides)
+        self.conv1 = ConvNorm(bottleneck_channels, 1, strides=stride_1x1, norm=norm, use_bias=bias,
+                              name="conv1")
+        self.conv2 = ConvNorm(bottleneck_channels, 3, strides=stride_3x3, groups=groups, norm=norm,
+                              use_bias=bias, name="conv2")
+        self.conv3 = ConvNorm(out_channels, 1, norm=norm, activation=False, use_bias=bias,
                               zero_init_norm=zero_init_last_norm, name="conv3")
         self.shortcut = (ConvNorm(out_channels, 1, strides=strides, norm=norm, activation=False,
-                                  name="shortcut") if project else None)
+                                  use_bias=bias, name="shortcut") if project else None)
 
     def call(self, x, training=None):
         y = self.conv1(x, training=training)
@@ -59,10 +71,13 @@ class ResNet(keras.layers.Layer):
         (Detectron's FREEZE_AT, 2 for the fine-tuning baseline), their norm layers included: Detectron
         stops the gradient at the output of res(k), so neither the convs nor the GN γ/β before it train.
       blocks_per_stage: overrides the block counts implied by `depth` (tiny test models).
+      stride_in_1x1: downsample on each stage's first 1x1 conv instead of its 3x3 (module docstring).
+      conv_bias: a bias on every conv, the stem's included, also before a norm.
     """
 
     def __init__(self, depth=50, norm="gn", base_width=64, groups=1, width_per_group=None,
-                 zero_init_last_norm=False, freeze_at=0, blocks_per_stage=None, **kwargs):
+                 zero_init_last_norm=False, freeze_at=0, blocks_per_stage=None,
+                 stride_in_1x1=False, conv_bias=False, **kwargs):
         kwargs.setdefault("name", "resnet")
         super().__init__(**kwargs)
         if blocks_per_stage is None:
@@ -76,8 +91,10 @@ class ResNet(keras.layers.Layer):
         self._config = dict(depth=depth, norm=norm, base_width=base_width, groups=groups,
                             width_per_group=width_per_group,
                             zero_init_last_norm=zero_init_last_norm, freeze_at=freeze_at,
-                            blocks_per_stage=blocks_per_stage)
-        self.stem_conv = ConvNorm(base_width, 7, strides=2, norm=norm, name="stem")
+                            blocks_per_stage=blocks_per_stage, stride_in_1x1=stride_in_1x1,
+                            conv_bias=conv_bias)
+        self.stem_conv = ConvNorm(base_width, 7, strides=2, norm=norm,
+                                  use_bias=True if conv_bias else None, name="stem")
         # Max-pool padding of 1 with zeros equals -inf padding here: inputs are post-ReLU (>= 0).
         self.stem_pad = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")
         self.stem_pool = keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")
@@ -91,7 +108,8 @@ class ResNet(keras.layers.Layer):
                 strides = 2 if (j == 0 and i > 0) else 1
                 blocks.append(Bottleneck(
                     bottleneck, out_channels, strides=strides, groups=groups, norm=norm,
-                    zero_init_last_norm=zero_init_last_norm,
+                    zero_init_last_norm=zero_init_last_norm, stride_in_1x1=stride_in_1x1,
+                    conv_bias=conv_bias,
                     project=(j == 0 and (strides != 1 or in_channels != out_channels)),
                     name=f"res{i + 2}_{j}"))
                 in_channels = out_channels

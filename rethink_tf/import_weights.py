@@ -1,0 +1,95 @@
+"""Imports ImageNet backbone weights of other libraries into a rethink_tf backbone file.
+
+    python -m rethink_tf.import_weights --source=torchvision --arch=resnet50 \
+        --input=resnet50-0676ba61.pth --output=weights/r50_torchvision.h5
+
+Sources and architectures (rethink_tf.interop.archs): keras (keras.applications weight files: resnet50,
+resnet101, resnet152, vgg16), torchvision (state dicts: resnet50, resnet101, resnet152,
+resnext101_32x8d, vgg16; needs torch, the `interop` extra), detectron (Detectron's ImageNet .pkl:
+R-50, R-101, R-50-GN, R-101-GN, X-101-32x8d, X-101-64x4d, X-152-32x8d-IN5k).
+
+Writes OUTPUT (the backbone file `experiment.backbone_weights` reads, rethink_tf.modeling.weights),
+OUTPUT's stem + ".gin" (the body and input-normalization bindings the weights need: include it in the
+training config) and OUTPUT's stem + ".report.json" (matched / reshaped / derived / unused tensors);
+prints the report's summary. A tensor that is missing or does not fit is an error naming it (exit 2).
+Nothing is downloaded.
+"""
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags  # noqa: E402
+
+from rethink_tf.utils import cli  # noqa: E402
+from rethink_tf.utils.validate import InputError  # noqa: E402
+
+flags.DEFINE_enum("source", None, ["keras", "torchvision", "detectron"], "Library the weights come from.")
+flags.DEFINE_string("arch", None, "Architecture, e.g. resnet50 (keras, torchvision) or R-50-GN (detectron).")
+flags.DEFINE_string("input", None, "The source weight file (.h5 / .pth / .pkl).")
+flags.DEFINE_string("output", None, "The rethink_tf backbone file to write (.h5).")
+FLAGS = flags.FLAGS
+
+
+def side_files(output):
+    """(gin file, report file) written next to `output`."""
+    stem = os.path.splitext(output)[0]
+    return stem + ".gin", stem + ".report.json"
+
+
+def read_source(source, arch, path):
+    """-> ({name: numpy array}, keras BN epsilon) of the source file."""
+    from rethink_tf.interop import detectron, keras_apps, torchvision
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--input: no file {path}")
+    try:
+        if source == "torchvision":
+            return torchvision.read_state_dict(path), None
+        if source == "detectron":
+            return detectron.read_pkl(path), None
+        model = keras_apps.build_application(arch, path)
+        return keras_apps.model_tensors(model), keras_apps.bn_epsilon(model)
+    except ImportError as err:
+        raise InputError(str(err)) from err
+    except (ValueError, KeyError, RuntimeError, OSError) as err:
+        raise InputError(f"--input={path}: cannot read it as a {source} weight file: {err}") from err
+
+
+def import_weights(source, arch, input_path, output):
+    """Converts `input_path` and writes `output`, its .gin and .report.json; returns the ImportReport."""
+    from rethink_tf.interop import archs, convert
+    from rethink_tf.modeling import weights
+
+    try:
+        spec = archs.get_spec(source, arch)
+    except ValueError as err:
+        raise InputError(str(err)) from err
+    tensors, epsilon = read_source(source, arch, input_path)
+    body, report = convert.convert_backbone(source, arch, tensors, input_path,
+                                            keras_bn_epsilon=epsilon or 1.001e-5)
+    weights.save_backbone_weights(body, output)
+    gin_path, report_path = side_files(output)
+    with open(gin_path, "w") as f:
+        f.write(archs.gin_bindings(spec, os.path.abspath(output)))
+    with open(report_path, "w") as f:
+        json.dump(report.to_json(), f, indent=1)
+    return report
+
+
+def main(argv):
+    del argv
+    for name in ("source", "arch", "input", "output"):
+        if not getattr(FLAGS, name):
+            raise InputError(f"--{name} is required")
+    report = import_weights(FLAGS.source, FLAGS.arch, FLAGS.input, FLAGS.output)
+    gin_path, report_path = side_files(FLAGS.output)
+    print(report.summary())
+    for key, src, dst in report.reshaped[:3]:
+        print(f"  reshaped {key}: {src} -> {dst}")
+    if report.unused:
+        print(f"  unused in source: {', '.join(report.unused[:8])}{' ...' if len(report.unused) > 8 else ''}")
+    print(f"wrote {FLAGS.output}, {gin_path}, {report_path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,111 @@
+"""torchvision `maskrcnn_resnet50_fpn` / `fasterrcnn_resnet50_fpn` state dicts -> rethink_tf layers.
+
+Maps the backbone body (`backbone.body.*`, torchvision ResNet names, FrozenBatchNorm2d eps 1e-5), the
+FPN (`backbone.fpn.inner_blocks.{i}.0` 1x1 laterals and `backbone.fpn.layer_blocks.{i}.0` 3x3 outputs
+for C2..C5, both with a bias and no norm; P6 = stride-2 max-pool of P5, as rethink_tf's FPN) and the RPN
+head (`rpn.head.conv.0.0` 3x3 + ReLU, `rpn.head.cls_logits`, `rpn.head.bbox_pred`) onto rethink_tf layers.
+
+torchvision orders the RPN's box channels (anchor, (dx, dy, dw, dh)); rethink_tf (anchor, (dy, dx, dh,
+dw)) (ops/box_coder.py): the bbox_pred rows are permuted on import. Anchors are ordered by aspect ratio
+with h = size * sqrt(ratio) in both.
+
+RoI heads (`map_roi_heads`): the 2fc box head `roi_heads.box_head.fc6/fc7` (fc6 reads the pooled
+features flattened (C, H, W); rethink_tf flattens (H, W, C): its rows are reordered), the predictor
+`roi_heads.box_predictor.cls_score` (91 = background + 90 classes, background first in both) and
+`bbox_pred` (class-specific (class, dx dy dw dh) rows; rethink_tf has no background regressor: class 0's
+rows are dropped, the rest permuted), the mask head `roi_heads.mask_head.{0..3}.0` (3x3 convs with a
+bias, no norm), `roi_heads.mask_predictor.conv5_mask` (ConvTranspose2d [in, out, 2, 2]) and
+`mask_fcn_logits` (class 0 dropped: rethink_tf's mask logits have K channels).
+torchvision's inference conventions (anchor rounding, per-level proposal NMS, small-box filter, RoIAlign
+aligned=False, mask paste) are not reproduced by rethink_tf: weights imported here give the same
+features, RPN outputs and head outputs, not yet the same detections.
+"""
+import numpy as np
+
+from rethink_tf.interop.mapping import assign_conv
+from rethink_tf.interop.resnet_maps import map_resnet
+from rethink_tf.interop.torchvision import TorchvisionNames
+
+_XY_TO_YX = np.array([1, 0, 3, 2])  # (dx, dy, dw, dh) -> (dy, dx, dh, dw)
+
+
+def map_fpn(mapper, fpn, prefix="backbone.fpn."):
+    """rethink_tf FPN (no norm) <- torchvision FeaturePyramidNetwork; inner/layer block i = level i + 2."""
+    for i, level in enumerate(fpn.levels):
+        assign_conv(mapper, fpn.lateral[level].conv, f"{prefix}inner_blocks.{i}.0.weight",
+                    f"{prefix}inner_blocks.{i}.0.bias")
+        assign_conv(mapper, fpn.output_convs[level].conv, f"{prefix}layer_blocks.{i}.0.weight",
+                    f"{prefix}layer_blocks.{i}.0.bias")
+
+
+def _rpn_box_rows(values):
+    """bbox_pred rows (4A, ...) in torchvision's (anchor, dx dy dw dh) order -> rethink_tf's order."""
+    a = values.shape[0] // 4
+    order = (np.arange(a)[:, None] * 4 + _XY_TO_YX[None, :]).reshape(-1)
+    return values[order]
+
+
+def map_rpn_head(mapper, head, prefix="rpn.head."):
+    """rethink_tf RPNHead <- torchvision RPNHead (box rows permuted, see module docstring)."""
+    assign_conv(mapper, head.conv, f"{prefix}conv.0.0.weight", f"{prefix}conv.0.0.bias")
+    assign_conv(mapper, head.objectness, f"{prefix}cls_logits.weight", f"{prefix}cls_logits.bias")
+    mapper.assign(head.deltas.kernel, f"{prefix}bbox_pred.weight",
+                  lambda w: np.transpose(_rpn_box_rows(w), (2, 3, 1, 0)))
+    mapper.assign(head.deltas.bias, f"{prefix}bbox_pred.bias", _rpn_box_rows)
+
+
+def _without_background(values, per_class):
+    """Drops class 0's `per_class` leading rows."""
+    return values[per_class:]
+
+
+def _fc6_kernel(w, size=7):
+    """fc6 weight [out, C*S*S] reading (C, H, W)-flattened RoI features (torchvision's S = 7) -> Keras
+    kernel [S*S*C, out] reading (H, W, C)-flattened ones."""
+    out, flat = w.shape
+    channels = flat // (size * size)
+    return w.reshape(out, channels, size, size).transpose(2, 3, 1, 0).reshape(flat, out)
+
+
+def map_box_head(mapper, head, predictor, prefix="roi_heads."):
+    """rethink_tf TwoFCHead + BoxPredictor <- torchvision TwoMLPHead + FastRCNNPredictor."""
+    fc6, fc7 = head.fcs
+    mapper.assign(fc6.kernel, f"{prefix}box_head.fc6.weight", _fc6_kernel)
+    mapper.assign(fc6.bias, f"{prefix}box_head.fc6.bias")
+    mapper.assign(fc7.kernel, f"{prefix}box_head.fc7.weight", np.transpose)
+    mapper.assign(fc7.bias, f"{prefix}box_head.fc7.bias")
+    p = f"{prefix}box_predictor."
+    mapper.assign(predictor.cls.kernel, p + "cls_score.weight", np.transpose)
+    mapper.assign(predictor.cls.bias, p + "cls_score.bias")
+    mapper.assign(predictor.box.kernel, p + "bbox_pred.weight",
+                  lambda w: np.transpose(_rpn_box_rows(_without_background(w, 4))))
+    mapper.assign(predictor.box.bias, p + "bbox_pred.bias", lambda b: _rpn_box_rows(_without_background(b, 4)))
+
+
+def map_mask_head(mapper, head, prefix="roi_heads."):
+    """rethink_tf MaskHead (no norm) <- torchvision MaskRCNNHeads + MaskRCNNPredictor."""
+    for i, conv in enumerate(head.convs):
+        assign_conv(mapper, conv.conv, f"{prefix}mask_head.{i}.0.weight", f"{prefix}mask_head.{i}.0.bias")
+    p = f"{prefix}mask_predictor."
+    # ConvTranspose2d weight [in, out, kh, kw] -> Keras Conv2DTranspose kernel [kh, kw, out, in].
+    mapper.assign(head.deconv.kernel, p + "conv5_mask.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))
+    mapper.assign(head.deconv.bias, p + "conv5_mask.bias")
+    mapper.assign(head.predictor.kernel, p + "mask_fcn_logits.weight",
+                  lambda w: np.transpose(_without_background(w, 1), (2, 3, 1, 0)))
+    mapper.assign(head.predictor.bias, p + "mask_fcn_logits.bias", lambda b: _without_background(b, 1))
+
+
+def map_detector(mapper, model):
+    """Every variable of a rethink_tf MaskRCNN (frozen-BN ResNet-50, no-norm FPN, 2fc box head, no-norm
+    mask head) <- a torchvision maskrcnn/fasterrcnn_resnet50_fpn state dict, walked by layer attributes."""
+    map_dense(mapper, model.backbone, model.fpn, model.rpn.head)
+    map_box_head(mapper, model.roi_heads.box_stage.head, model.roi_heads.box_stage.predictor)
+    if "mask" in model.roi_heads.branches:
+        map_mask_head(mapper, model.roi_heads.branches["mask"].head)
+
+
+def map_dense(mapper, backbone, fpn, rpn_head):
+    """Backbone body, FPN and RPN head of a torchvision *rcnn_resnet50_fpn state dict."""
+    map_resnet(mapper, backbone, TorchvisionNames(prefix="backbone.body."))
+    map_fpn(mapper, fpn)
+    map_rpn_head(mapper, rpn_head)
