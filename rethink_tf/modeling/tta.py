@@ -316,7 +316,7 @@ class TTADetector:
         for variant in self.variants:
             canvas = self.canvases[variant][orientation]
             images, image_info = variant_input(image, variant, canvas, self.pixel_mean, self.pixel_std,
-                                                  self.channel_order)
+                                                self.channel_order)
             images, image_info = images[None], image_info[None]
             boxes, scores = self._boxes_fn(canvas)(images, image_info)
             inputs.append((canvas, images, image_info))
