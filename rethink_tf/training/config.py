@@ -23,6 +23,8 @@ CONFIGURABLE_MODULES = (
     "rethink_tf.training.optimizer",
     "rethink_tf.training.trainer",
     "rethink_tf.training.experiment",
+    "rethink_tf.modeling.classifier",
+    "rethink_tf.training.classification_task",
 )
 
 

@@ -3,7 +3,8 @@
 `write(backbone, path, samples, details)` writes
   * `path`: the backbone weight file (`rethink_tf.modeling.weights.save_backbone_weights`), what the
     detection configs' `experiment.backbone_weights` reads;
-  * `path + SAMPLES_SUFFIX`: JSON {"samples_seen": {"images", "instances", "pixels"}, ...details}.
+  * `path + SAMPLES_SUFFIX`: JSON {"images", "instances", "pixels", ...details} (also what
+    `python -m rethink_tf.evaluation.figure2 --pretrain_counts=FILE` reads).
 A fine-tuning run started from `path` reads the counts with `read_samples(path)` and carries
 pre-training + fine-tuning counts (Figure 2). Counting rule for classification (the paper's Figure 2):
 one instance per image and crop_size**2 pixels per image (224 x 224 on ImageNet).
@@ -31,8 +32,8 @@ def write(backbone, path: str, samples: dict, details: dict | None = None) -> st
     from rethink_tf.modeling import weights
 
     weights.save_backbone_weights(backbone, path)
-    record = {"backbone_weights": path, "samples_seen": {k: float(samples.get(k, 0.0)) for k in SAMPLE_KINDS},
-              **(details or {})}
+    record = {**(details or {}), "backbone_weights": path,
+              **{k: float(samples.get(k, 0.0)) for k in SAMPLE_KINDS}}
     out = samples_path(path)
     with tf.io.gfile.GFile(out, "w") as f:
         json.dump(record, f, indent=1)
@@ -51,12 +52,11 @@ def read_samples(weights_path: str) -> dict:
         return {}
     try:
         with tf.io.gfile.GFile(path) as f:
-            counts = json.load(f)["samples_seen"]
+            counts = json.load(f)
         out = {k: float(counts[k]) for k in SAMPLE_KINDS}
     except (ValueError, KeyError, TypeError) as err:
         raise validate.InputError(f"{path}: not a samples record of a pre-training (expected "
-                                  f'{{"samples_seen": {{"images": ..., "instances": ..., "pixels": ...}}}}): '
-                                  f"{err!r}") from err
+                                  f'{{"images": ..., "instances": ..., "pixels": ...}}): {err!r}') from err
     if not all(math.isfinite(v) and v >= 0 for v in out.values()):
         raise validate.InputError(f"{path}: samples_seen must be finite and >= 0, got {out}")
     return out
