@@ -194,6 +194,33 @@ class Trainer:
         self._iterators = None
         self._pending = None
 
+    @classmethod
+    def on_fixed_batch(cls, model_dir: str, model_fn: Callable, batch: dict, *, base_lr: float = 0.02,
+                       strategy: tf.distribute.Strategy | None = None, **kwargs):
+        """A Trainer of `model_fn()` on one batch, repeated, at a constant LR; returns (trainer, step).
+
+        `step(batch)` -> loss terms is the loop's own compiled step (sampling seed, forward, backward,
+        coupled L2 and per-variable LR factors, loss scaling under mixed_float16, the update, samples
+        seen): what benchmarks time and tests drive, instead of a copy of it. Calling `step` saves no
+        checkpoint in `model_dir`. `kwargs` are Trainer arguments (jit_compile, mixed_precision, seed,
+        deterministic, weight_decay, ...).
+        """
+        strategy = strategy or distribute.get_strategy("default")
+        fixed = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+        size = int(fixed["images"].shape[0])
+        spec = schedule_lib.ScheduleSpec(base_lr=float(base_lr), total_steps=2 ** 31 - 1, boundaries=(),
+                                         decay_factor=1.0, warmup_steps=0, warmup_factor=1.0)
+        task = task_lib.ModelTask(model_fn, lambda ctx: tf.data.Dataset.from_tensors(fixed).repeat())
+        trainer = cls(model_dir, strategy, task, spec, size, **{"eval_every": None, **kwargs})
+        trainer.restore_or_initialize()
+        return trainer, trainer.train_step_function()
+
+    def train_step_function(self):
+        """The compiled training step the loop runs: (distributed) batch -> loss terms (float32 scalars)."""
+        if self._train_step is None:
+            self._train_step = self._build_train_step()
+        return self._train_step
+
     # ----- setup -----
     @property
     def step(self) -> int:
@@ -359,8 +386,7 @@ class Trainer:
         """Trains up to `schedule.total_steps` (or `max_steps` more steps). Returns the last loss terms."""
         if not self._built:
             self.restore_or_initialize()
-        if self._train_step is None:
-            self._train_step = self._build_train_step()
+        self.train_step_function()
         total_steps = self.schedule.total_steps
         step = start_step = self.step
         end = total_steps if max_steps is None else min(total_steps, step + max_steps)
