@@ -6,6 +6,10 @@
 
 The canvas is --height x --width (each defaulting to --size); the whole canvas is image content.
 
+The training step is the Trainer's own (`Trainer.on_fixed_batch`): forward, backward, coupled L2 weight
+decay with Detectron's per-variable rules (no decay on norms and biases, 2x bias LR), dynamic loss scaling
+under mixed_float16, the SGD-momentum update and the samples-seen counters, at the paper's LR 0.02.
+
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
 warm-up step that traces/compiles), every timed step, the warm-up times, and peak_rss_mb (peak
 resident memory of the process). The batch follows CONTRACT.md: random image content, 7 instances per image (COCO's
@@ -15,16 +19,17 @@ import json
 import os
 import resource
 import statistics
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from rethink_tf.modeling.factory import build_model  # noqa: E402
+from rethink_tf.training.trainer import Trainer  # noqa: E402
 
 flags.DEFINE_integer("size", 512, "Square canvas side in pixels (multiple of 32).")
 flags.DEFINE_integer("height", None, "Canvas height in pixels (multiple of 32); default --size.")
@@ -35,7 +40,8 @@ flags.DEFINE_integer("steps", 5, "Timed steps after the warm-up step.")
 flags.DEFINE_integer("depth", 50, "ResNet depth.")
 flags.DEFINE_string("norm", "gn", "Norm kind.")
 flags.DEFINE_string("box_head", "4conv1fc", "Box head.")
-flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy: float32 or mixed_bfloat16.")
+flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy: float32, mixed_bfloat16 or mixed_float16 "
+                    "(Trainer.mixed_precision; float16 adds dynamic loss scaling).")
 flags.DEFINE_bool("deterministic", False, "TF op determinism, as Trainer.deterministic (its cost).")
 NUM_CLASSES = 80
 
@@ -56,7 +62,7 @@ def make_batch(batch_size, size, num_instances=7, max_instances=100, mask_size=1
     info = np.tile(np.array([[height, width], [height, width], [1, 1], [0, 0]], "float32"),
                    (batch_size, 1, 1))
     return {"images": rng.normal(size=(batch_size, height, width, 3)).astype("float32") * 50,
-            "image_info": info, "gt_boxes": boxes, "gt_classes": classes,
+            "image_info": info, "image_id": np.arange(batch_size, dtype="int64"), "gt_boxes": boxes, "gt_classes": classes,
             "gt_is_crowd": np.zeros((batch_size, max_instances), bool), "gt_masks": masks}
 
 
@@ -82,26 +88,15 @@ def canvas_of(f):
 
 def build_steps(f, jit_compile):
     """Model, batch and tf.function train/predict steps from the model flags (shared with
-    profile_step.py, so both time the same thing)."""
+    profile_step.py, so both time the same thing). The train step is the Trainer's (module docstring)."""
     hw = canvas_of(f)
-    keras.config.set_dtype_policy(f.dtype_policy)
-    if f.deterministic:
-        tf.random.set_seed(0)  # op determinism refuses unseeded stateful random ops
-        tf.config.experimental.enable_op_determinism()
-    model = build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head)
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, hw).items()}
-    model.build_networks(image_size=64)
-    optimizer = keras.optimizers.SGD(0.02, momentum=0.9)
-    optimizer.build(model.trainable_variables)
-
-    @tf.function(jit_compile=jit_compile)
-    def train_step(b):
-        with tf.GradientTape() as tape:
-            losses = model(b, training=True)
-            total = tf.add_n(list(losses.values()))
-        grads = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return losses
+    model_dir = tempfile.mkdtemp(prefix="train_step_benchmark_")  # never written: no checkpoint is saved
+    trainer, train_step = Trainer.on_fixed_batch(
+        model_dir, lambda: build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head), batch,
+        base_lr=0.02, jit_compile=jit_compile, deterministic=f.deterministic,
+        mixed_precision=None if f.dtype_policy == "float32" else f.dtype_policy)
+    model = trainer.model
 
     @tf.function(jit_compile=jit_compile)
     def predict_step(b):

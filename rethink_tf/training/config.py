@@ -16,6 +16,7 @@ CONFIGURABLE_MODULES = (
     "rethink_tf.data.sources",
     "rethink_tf.data.input_pipeline",
     "rethink_tf.data.tfds_source",
+    "rethink_tf.data.classification",
     "rethink_tf.modeling.factory",
     "rethink_tf.modeling.tta",
     "rethink_tf.training.distribute",
@@ -23,6 +24,8 @@ CONFIGURABLE_MODULES = (
     "rethink_tf.training.optimizer",
     "rethink_tf.training.trainer",
     "rethink_tf.training.experiment",
+    "rethink_tf.modeling.classifier",
+    "rethink_tf.training.classification_task",
 )
 
 

@@ -27,6 +27,7 @@ from absl import logging
 from rethink_tf.data import preprocess
 from rethink_tf.evaluation import coco_evaluator, eval_loop
 from rethink_tf.training import run_record
+from rethink_tf.training import task as task_lib
 from rethink_tf.training import schedule as schedule_lib
 from rethink_tf.training import trainer as trainer_lib
 from rethink_tf.utils import validate
@@ -135,6 +136,12 @@ def eval_dataset(source, eval_batch_size: int):
         return build_dataset(source, training=False, global_batch_size=eval_batch_size)
 
 
+def coco_metrics(source) -> coco_evaluator.CocoEvaluator:
+    """The COCO evaluator of `source` (bbox, and segm when the model has masks)."""
+    return coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
+                                        include_masks=model_has_masks(source))
+
+
 def step_of_checkpoint(path: str) -> int:
     match = re.search(r"ckpt-(\d+)$", path or "")
     if not match:
@@ -152,8 +159,7 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
 
     Returns (metrics nested dict, drawn uint8 images or None).
     """
-    evaluator = coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
-                                             include_masks=model_has_masks(source))
+    evaluator = coco_metrics(source)
     class_names = {i + 1: c["name"] for i, c in enumerate(source.categories)}
     extra = {}
     if tta is None:
@@ -180,6 +186,64 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
     summary = "  ".join(f"{kind} " + " ".join(f"{k} {v:.2f}" for k, v in m.items()) for kind, m in metrics.items())
     logging.info("Evaluation at step %d: %s", step, summary)
     return metrics, drawn
+
+
+class DetectionTask(task_lib.Task):
+    """The detection task of the Trainer: a gin-configured detector on a COCO-style source.
+
+    Loss terms: whatever `model(batch, training=True)` returns (RPN, box, mask terms). Samples seen:
+    images, non-crowd instances and pixels at the trained scale (`input_pipeline.samples_seen`); with
+    `backbone_weights`, those of the pre-training that wrote the file (`pretrained_backbone`) are the
+    run's initial samples. Evaluation: COCO AP on `eval_source`, recorded in DIR/metrics.jsonl.
+    """
+
+    def __init__(self, model_dir: str, train_source, eval_source=None, *, global_batch_size: int,
+                 eval_batch_size: int = 8, eval_max_batches: int | None = None, images_to_draw: int = 3,
+                 backbone_weights: str | None = None, init_checkpoint: str | None = None,
+                 init_checkpoint_skip=()):
+        self.model_dir, self.train_source, self.eval_source = model_dir, train_source, eval_source
+        self.global_batch_size, self.eval_batch_size = global_batch_size, eval_batch_size
+        self.eval_max_batches, self.images_to_draw = eval_max_batches, images_to_draw
+        self.backbone_weights = backbone_weights
+        self.init_checkpoint, self.init_checkpoint_skip = init_checkpoint, tuple(init_checkpoint_skip or ())
+        self.has_evaluation = eval_source is not None
+
+    def build_model(self):
+        return model_builder(self.train_source, self.backbone_weights, self.model_dir, self.init_checkpoint,
+                             self.init_checkpoint_skip)()
+
+    def build_inputs(self, input_context=None):
+        from rethink_tf.data.input_pipeline import build_dataset
+
+        with gin.config_scope("train"):
+            return build_dataset(self.train_source, training=True, global_batch_size=self.global_batch_size,
+                                 input_context=input_context)
+
+    def build_losses(self, model, batch):
+        return model(batch, training=True)
+
+    def build_metrics(self):
+        return coco_metrics(self.eval_source)
+
+    def samples_seen(self, batch):
+        from rethink_tf.data.input_pipeline import samples_seen
+
+        return samples_seen(batch)
+
+    def initial_samples(self):
+        if not self.backbone_weights:
+            return {}
+        from rethink_tf.training import pretrained_backbone
+
+        return pretrained_backbone.read_samples(self.backbone_weights)
+
+    def evaluate(self, model, step, samples):
+        metrics, drawn = evaluate_and_record(
+            model, self.eval_source, self.model_dir, step, samples, eval_batch_size=self.eval_batch_size,
+            max_batches=self.eval_max_batches, images_to_draw=self.images_to_draw,
+            results_name="coco_results.json", checkpoint=os.path.join(self.model_dir, f"ckpt-{step}"))
+        images = {"eval/predictions": drawn} if drawn is not None and len(drawn) else {}
+        return coco_evaluator.flatten_metrics(metrics), images
 
 
 @gin.configurable(denylist=["model_dir", "strategy"])
@@ -221,8 +285,6 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     validate.integer("experiment.images_to_draw", images_to_draw, minimum=0)
     validate.integer("experiment.max_steps", max_steps, minimum=1, allow_none=True)
     validate.path("experiment.backbone_weights", backbone_weights, allow_none=True)
-    from rethink_tf.data.input_pipeline import build_dataset
-
     if backbone_weights and not tf.io.gfile.exists(backbone_weights):
         raise FileNotFoundError(f"experiment.backbone_weights: no file {backbone_weights}")
     if init_checkpoint is not None:
@@ -234,28 +296,17 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     logging.info("Schedule: %s", spec)
     from rethink_tf.training import distribute
 
-    def dataset_fn(input_context):
-        with gin.config_scope("train"):
-            return build_dataset(train_source, training=True, global_batch_size=global_batch_size,
-                                 input_context=input_context)
-
-    eval_fn = None
     if eval_source is not None:
         if [c["id"] for c in eval_source.categories] != [c["id"] for c in train_source.categories]:
             raise validate.ConfigError(f"experiment.eval_source: {eval_source.name} has other categories than "
                                        f"experiment.train_source {train_source.name}")
-
-        def eval_fn(step, samples):
-            metrics, drawn = evaluate_and_record(
-                trainer.model, eval_source, model_dir, step, samples, eval_batch_size=eval_batch_size,
-                max_batches=eval_max_batches, images_to_draw=images_to_draw, results_name="coco_results.json",
-                checkpoint=os.path.join(model_dir, f"ckpt-{step}"))
-            images = {"eval/predictions": drawn} if drawn is not None and len(drawn) else {}
-            return coco_evaluator.flatten_metrics(metrics), images
+    task = DetectionTask(model_dir, train_source, eval_source, global_batch_size=global_batch_size,
+                         eval_batch_size=eval_batch_size, eval_max_batches=eval_max_batches,
+                         images_to_draw=images_to_draw, backbone_weights=backbone_weights,
+                         init_checkpoint=init_checkpoint, init_checkpoint_skip=init_checkpoint_skip)
 
     record_variable = run_record.checkpoint_variable()
-    trainer = trainer_lib.Trainer(model_dir, strategy, model_builder(train_source, backbone_weights, model_dir, init_checkpoint, init_checkpoint_skip), dataset_fn, spec,
-                                  global_batch_size, eval_fn=eval_fn,
+    trainer = trainer_lib.Trainer(model_dir, strategy, task, spec, global_batch_size,
                                   after_first_step=lambda: write_config(model_dir, operative=True),
                                   extra_checkpoint_items={run_record.RECORD_KEY: record_variable})
     # Before any file of DIR is (over)written: a DIR holding checkpoints of another configuration is refused.

@@ -261,3 +261,62 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_factor": self.warmup_factor,
             "total_steps": self.total_steps,
         }
+
+
+IMAGENET_REFERENCE_BATCH_SIZE = 256
+
+
+@gin.configurable
+def imagenet_schedule(global_batch_size: int = gin.REQUIRED, num_train_examples: int = 1_281_167,
+                      epochs: float = 100, decay_epochs: tuple = (30, 60, 90), base_lr_at_batch_256: float = 0.1,
+                      decay_factor: float = 0.1, warmup_epochs: float = 5, warmup_factor: float = 0.1,
+                      total_steps: int | None = None) -> ScheduleSpec:
+    """The ImageNet classification recipe of the GN paper and Goyal et al., in steps at the actual batch.
+
+    LR = base_lr_at_batch_256 x batch / 256 (the linear scaling rule), cut by `decay_factor` at each
+    epoch of `decay_epochs`, after a linear warmup over `warmup_epochs` from `warmup_factor` x LR.
+    An epoch is num_train_examples / global_batch_size steps (rounded to the nearest step).
+
+    Goyal et al.'s warmup starts at the batch-256 LR (factor 256 / batch, i.e. none at batch <= 256);
+    a fixed factor (0.1) keeps the warmup a real ramp at the small batches of CPU runs too.
+
+    Args:
+      global_batch_size: images per step over all replicas.
+      num_train_examples: images in an epoch (ImageNet-1k train: 1,281,167).
+      epochs: run length in epochs (100).
+      decay_epochs: epochs at which the LR is multiplied by decay_factor ((30, 60, 90)).
+      base_lr_at_batch_256: LR at batch 256 (0.1).
+      decay_factor: LR multiplier at each decay (0.1).
+      warmup_epochs: linear warmup length in epochs (5, Goyal et al.).
+      warmup_factor: LR factor at step 0.
+      total_steps: explicit run length in steps (smoke runs); the decays stay at their epochs.
+    """
+    def b(name):
+        return f"imagenet_schedule.{name}"
+
+    if global_batch_size is gin.REQUIRED:
+        validate.fail(b("global_batch_size"), None, "a positive integer (pretrain.global_batch_size)")
+    validate.integer(b("global_batch_size"), global_batch_size, minimum=1)
+    validate.integer(b("num_train_examples"), num_train_examples, minimum=1)
+    validate.number(b("epochs"), epochs, minimum=0, exclusive_minimum=True)
+    validate.reals(b("decay_epochs"), decay_epochs, minimum=0, exclusive_minimum=True, nonempty=False)
+    if list(decay_epochs) != sorted(set(decay_epochs)):
+        validate.fail(b("decay_epochs"), decay_epochs, "a strictly increasing sequence")
+    validate.number(b("base_lr_at_batch_256"), base_lr_at_batch_256, minimum=0, exclusive_minimum=True)
+    validate.number(b("decay_factor"), decay_factor, minimum=0, maximum=1, exclusive_minimum=True)
+    validate.number(b("warmup_epochs"), warmup_epochs, minimum=0)
+    validate.number(b("warmup_factor"), warmup_factor, minimum=0, maximum=1, exclusive_minimum=True)
+    validate.integer(b("total_steps"), total_steps, minimum=1, allow_none=True)
+    steps_per_epoch = num_train_examples / global_batch_size
+    total = int(total_steps) if total_steps is not None else max(1, int(round(epochs * steps_per_epoch)))
+    boundaries = tuple(int(round(e * steps_per_epoch)) for e in decay_epochs)
+    if any(x >= total for x in boundaries) or len(set(boundaries)) != len(boundaries) or min(boundaries, default=1) < 1:
+        validate.fail(b("decay_epochs"), tuple(decay_epochs),
+                      f"distinct epochs whose steps ({boundaries} at {steps_per_epoch:.2f} steps per epoch) are "
+                      f"within the run's {total} steps")
+    spec = ScheduleSpec(base_lr=float(base_lr_at_batch_256) * global_batch_size / IMAGENET_REFERENCE_BATCH_SIZE,
+                        total_steps=total, boundaries=boundaries, decay_factor=float(decay_factor),
+                        warmup_steps=min(total, int(round(warmup_epochs * steps_per_epoch))),
+                        warmup_factor=float(warmup_factor))
+    check_lr_values(spec, base_lr_binding="imagenet_schedule.base_lr_at_batch_256 (times global_batch_size / 256)")
+    return spec

@@ -1,9 +1,18 @@
 """The training loop: a custom tf.distribute loop (model.fit fails under MultiWorkerMirroredStrategy).
 
+The loop knows nothing of what is learned: a `task.Task` (detection: `experiment.DetectionTask`;
+classification pre-training: `classification_task.ClassificationTask`) builds the model, the input
+pipeline, the loss terms of a batch, its samples seen and the evaluation (the Model Garden's design).
+
 Each step every replica runs forward + backward on its own batch; the Keras optimizer all-reduces
 (sums) the gradients, so each replica scales its objective by 1/num_replicas. The objective is the sum
-of whatever loss terms the model returns (the trainer does not know the heads) plus coupled L2 weight
-decay and per-variable LR factors added to the gradients (rules: `optimizer.parameter_groups`).
+of the task's loss terms plus coupled L2 weight decay and per-variable LR factors added to the
+gradients (rules: `optimizer.parameter_groups`); with mixed_float16 it is loss-scaled.
+
+Samples seen (Figure 2): the task's kinds (images, instances, pixels) summed over replicas, kept in
+the checkpoint. A task whose run starts from earlier training (a fine-tuning run from a pre-trained
+backbone) reports those counts (`Task.initial_samples`); TensorBoard then also carries
+`samples_seen_total/<kind>` and the evaluation receives `pretrain_<kind>` and `total_<kind>`.
 
 Data: every local replica owns a plain tf.data iterator (input pipeline `input_pipeline_id` = its
 global replica id), fed through `experimental_distribute_values_from_function`. Plain iterators can be
@@ -37,7 +46,7 @@ import tensorflow as tf
 from absl import logging
 
 from rethink_tf.training import checkpointing, distribute, guards, summaries
-from rethink_tf.training import optimizer as optimizer_lib, schedule as schedule_lib
+from rethink_tf.training import optimizer as optimizer_lib, schedule as schedule_lib, task as task_lib
 from rethink_tf.utils import validate
 from rethink_tf.training.guards import NonFiniteLossError, NonFiniteWeightsError  # noqa: F401 (public)
 
@@ -47,26 +56,6 @@ def sampling_seed(seed: int, step, replica_id) -> tf.Tensor:
     base = tf.constant([seed % (2 ** 31), 0], tf.int32)
     key = tf.random.experimental.stateless_fold_in(base, tf.cast(step, tf.int32))
     return tf.random.experimental.stateless_fold_in(key, tf.cast(replica_id, tf.int32))
-
-
-def _samples_seen_fallback(batch):
-    info = tf.cast(batch["image_info"], tf.float32)
-    valid = tf.logical_and(batch["gt_classes"] > 0, tf.logical_not(tf.cast(batch["gt_is_crowd"], tf.bool)))
-    valid = tf.logical_and(valid, batch["image_id"][:, None] >= 0)
-    return {
-        "images": tf.reduce_sum(tf.cast(batch["image_id"] >= 0, tf.float32)),
-        "instances": tf.reduce_sum(tf.cast(valid, tf.float32)),
-        "pixels": tf.reduce_sum(info[:, 1, 0] * info[:, 1, 1] * tf.cast(batch["image_id"] >= 0, tf.float32)),
-    }
-
-
-def samples_seen(batch) -> dict:
-    """Images, instances and pixels in a batch (Figure 2), from the data package when it exists."""
-    try:
-        from rethink_tf.data.input_pipeline import samples_seen as data_samples_seen
-    except ImportError:
-        return _samples_seen_fallback(batch)
-    return data_samples_seen(batch)
 
 
 def _checkpointable_options() -> tf.data.Options:
@@ -109,20 +98,16 @@ def _validate_arguments(**args):
     validate.integer("Trainer.seed", args["seed"], allow_none=True)
 
 
-@gin.configurable(denylist=["model_dir", "strategy", "model_fn", "dataset_fn", "schedule", "global_batch_size",
-                            "eval_fn", "after_first_step"])
+@gin.configurable(denylist=["model_dir", "strategy", "task", "schedule", "global_batch_size", "after_first_step"])
 class Trainer:
     """Owns model, optimizer, checkpoints and the loop.
 
     Args:
       model_dir: output directory (checkpoints, TensorBoard under train/ and eval/).
       strategy: a tf.distribute strategy (see `distribute.get_strategy`).
-      model_fn: () -> keras.Model; called under the strategy scope. `model(batch, training=True)` must
-        return a dict of scalar loss terms.
-      dataset_fn: (tf.distribute.InputContext) -> tf.data.Dataset of per-replica training batches.
+      task: a `task.Task`: model, input pipeline, loss terms, samples seen, evaluation.
       schedule: a `schedule.ScheduleSpec` (LR and total steps).
       global_batch_size: images per step over all replicas.
-      eval_fn: optional (step, samples: dict) -> (scalars: dict, images: dict name -> uint8 [N,H,W,3]).
       after_first_step: optional () -> None, called once after the first step of this process.
       weight_decay: coupled L2 coefficient (1e-4); which variables: `optimizer.parameter_groups`.
       checkpoint_every: steps between checkpoints.
@@ -143,9 +128,8 @@ class Trainer:
         (e.g. the run record, `run_record.checkpoint_variable()`).
     """
 
-    def __init__(self, model_dir: str, strategy: tf.distribute.Strategy, model_fn: Callable,
-                 dataset_fn: Callable, schedule: schedule_lib.ScheduleSpec, global_batch_size: int,
-                 eval_fn: Callable | None = None, after_first_step: Callable | None = None,
+    def __init__(self, model_dir: str, strategy: tf.distribute.Strategy, task: task_lib.Task,
+                 schedule: schedule_lib.ScheduleSpec, global_batch_size: int, after_first_step: Callable | None = None,
                  weight_decay: float = 1e-4, checkpoint_every: int = 2000, keep_checkpoints: int = 5,
                  log_every: int = 20, summary_every: int = 100, eval_every: int | None = 10_000,
                  mixed_precision: str | None = None, jit_compile: bool = False,
@@ -171,7 +155,7 @@ class Trainer:
         self.strategy = strategy
         self.schedule = schedule
         self.global_batch_size = global_batch_size
-        self.eval_fn = eval_fn
+        self.task = task
         self.after_first_step = after_first_step
         self.weight_decay = float(weight_decay)
         self.checkpoint_every = checkpoint_every
@@ -181,7 +165,6 @@ class Trainer:
         self.jit_compile = jit_compile
         self.chief = distribute.is_chief(strategy)
         self.worker_id = distribute.worker_index(strategy)
-        self._dataset_fn = dataset_fn
         self._extra_checkpoint_items = dict(extra_checkpoint_items or {})
         self.seed = seed
         schedule_lib.check_lr_values(schedule, schedule_lib.WarmupStepDecay.from_spec(schedule))
@@ -192,7 +175,7 @@ class Trainer:
             keras.utils.set_random_seed(seed)
         keras.mixed_precision.set_global_policy(mixed_precision or "float32")
         with strategy.scope():
-            self.model = model_fn()
+            self.model = task.build_model()
             self.lr_schedule = schedule_lib.WarmupStepDecay.from_spec(schedule)
             opt = optimizer_lib.build_optimizer(self.lr_schedule)
             if mixed_precision == "mixed_float16":
@@ -201,7 +184,8 @@ class Trainer:
         # Figure 2 counters: plain host variables, updated with already all-reduced values.
         with tf.device("/cpu:0"):
             self.samples = {k: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=f"seen_{k}")
-                            for k in ("images", "instances", "pixels")}
+                            for k in task.sample_kinds}
+        self.initial_samples = {k: float(v) for k, v in task.initial_samples().items()}
         self._built = False
         self._checkpointer = None
         self._checkpoint_data_position = checkpoint_data_position
@@ -209,6 +193,33 @@ class Trainer:
         self._train_step = None
         self._iterators = None
         self._pending = None
+
+    @classmethod
+    def on_fixed_batch(cls, model_dir: str, model_fn: Callable, batch: dict, *, base_lr: float = 0.02,
+                       strategy: tf.distribute.Strategy | None = None, **kwargs):
+        """A Trainer of `model_fn()` on one batch, repeated, at a constant LR; returns (trainer, step).
+
+        `step(batch)` -> loss terms is the loop's own compiled step (sampling seed, forward, backward,
+        coupled L2 and per-variable LR factors, loss scaling under mixed_float16, the update, samples
+        seen): what benchmarks time and tests drive, instead of a copy of it. Calling `step` saves no
+        checkpoint in `model_dir`. `kwargs` are Trainer arguments (jit_compile, mixed_precision, seed,
+        deterministic, weight_decay, ...).
+        """
+        strategy = strategy or distribute.get_strategy("default")
+        fixed = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+        size = int(fixed["images"].shape[0])
+        spec = schedule_lib.ScheduleSpec(base_lr=float(base_lr), total_steps=2 ** 31 - 1, boundaries=(),
+                                         decay_factor=1.0, warmup_steps=0, warmup_factor=1.0)
+        task = task_lib.ModelTask(model_fn, lambda ctx: tf.data.Dataset.from_tensors(fixed).repeat())
+        trainer = cls(model_dir, strategy, task, spec, size, **{"eval_every": None, **kwargs})
+        trainer.restore_or_initialize()
+        return trainer, trainer.train_step_function()
+
+    def train_step_function(self):
+        """The compiled training step the loop runs: (distributed) batch -> loss terms (float32 scalars)."""
+        if self._train_step is None:
+            self._train_step = self._build_train_step()
+        return self._train_step
 
     # ----- setup -----
     @property
@@ -224,7 +235,7 @@ class Trainer:
     def _build_state(self, first_batch):
         """Builds model and optimizer variables (one forward on a real batch), then the checkpoint."""
         with self.strategy.scope():
-            self.strategy.run(lambda b: self.model(b, training=True), args=(first_batch,))
+            self.strategy.run(lambda b: self.task.build_losses(self.model, b), args=(first_batch,))
             self.optimizer.build(self.model.trainable_variables)
         groups = optimizer_lib.parameter_groups(self.model)
         self._decay_mask, self._lr_multipliers = list(groups.decay_mask), list(groups.lr_multipliers)
@@ -246,7 +257,7 @@ class Trainer:
         for rid in self._local_replica_ids():
             context = tf.distribute.InputContext(num_input_pipelines=num_replicas, input_pipeline_id=rid,
                                                  num_replicas_in_sync=num_replicas)
-            iterator = iter(self._dataset_fn(context).with_options(_checkpointable_options()))
+            iterator = iter(self.task.build_inputs(context).with_options(_checkpointable_options()))
             for _ in range(consume_steps):
                 next(iterator)
             iterators[f"replica_{rid}"] = iterator
@@ -292,7 +303,7 @@ class Trainer:
 
     # ----- the step -----
     def _build_train_step(self):
-        strategy, model, opt = self.strategy, self.model, self.optimizer
+        strategy, model, opt, task = self.strategy, self.model, self.optimizer, self.task
         num_replicas = strategy.num_replicas_in_sync
         variables = model.trainable_variables
         decay_mask, lr_multipliers = self._decay_mask, self._lr_multipliers
@@ -302,9 +313,9 @@ class Trainer:
 
         def forward_backward(batch):
             with tf.GradientTape() as tape:
-                losses = model(batch, training=True)
+                losses = task.build_losses(model, batch)
                 if not isinstance(losses, dict) or not losses:
-                    raise TypeError("model(batch, training=True) must return a non-empty dict of loss terms")
+                    raise TypeError(f"{type(task).__name__}.build_losses must return a non-empty dict of loss terms")
                 losses = {k: tf.cast(v, tf.float32) for k, v in losses.items()}
                 objective = tf.add_n(list(losses.values())) / num_replicas
                 if loss_scaled:
@@ -326,7 +337,8 @@ class Trainer:
                 batch = {**batch, "sampling_seed": sampling_seed(seed, opt.iterations, replica_id)}
             losses, grads = forward_backward(batch)
             opt.apply_gradients(zip(grads, variables))
-            counts = {k: tf.cast(v, tf.float32) for k, v in samples_seen(batch).items()}
+            counts = {k: tf.cast(v, tf.float32) for k, v in task.samples_seen(batch).items()
+                      if k in self.samples}
             return losses, counts
 
         def train_step(batch):
@@ -348,12 +360,18 @@ class Trainer:
             logging.info("Saved checkpoint %s", path)
 
     def _samples_now(self) -> dict:
-        return {k: float(v.numpy()) for k, v in self.samples.items()}
+        """This run's counts {kind: float}; with initial samples also pretrain_<kind> and total_<kind>."""
+        own = {k: float(v.numpy()) for k, v in self.samples.items()}
+        if not self.initial_samples:
+            return own
+        before = {k: self.initial_samples.get(k, 0.0) for k in own}
+        return {**own, **{f"pretrain_{k}": v for k, v in before.items()},
+                **{f"total_{k}": v + before[k] for k, v in own.items()}}
 
     def _run_eval(self, step: int, eval_writer, final: bool = False):
-        if self.eval_fn is None or not self.chief:
+        if not self.task.has_evaluation or not self.chief:
             return None
-        scalars, images = self.eval_fn(step, self._samples_now())
+        scalars, images = self.task.evaluate(self.model, step, self._samples_now())
         with eval_writer.as_default(step=step):
             for name, value in scalars.items():
                 summaries.scalar(name, value)
@@ -368,8 +386,7 @@ class Trainer:
         """Trains up to `schedule.total_steps` (or `max_steps` more steps). Returns the last loss terms."""
         if not self._built:
             self.restore_or_initialize()
-        if self._train_step is None:
-            self._train_step = self._build_train_step()
+        self.train_step_function()
         total_steps = self.schedule.total_steps
         step = start_step = self.step
         end = total_steps if max_steps is None else min(total_steps, step + max_steps)
@@ -411,7 +428,9 @@ class Trainer:
                     if math.isfinite(images_per_sec):
                         summaries.scalar("images_per_sec", images_per_sec)
                     for k, v in self._samples_now().items():
-                        summaries.scalar(f"samples_seen/{k}", v)
+                        kind = k[len("total_"):] if k.startswith("total_") else k
+                        if not k.startswith("pretrain_"):
+                            summaries.scalar(f"samples_seen{'_total' if kind != k else ''}/{kind}", v)
                 train_writer.flush()
             paused = False
             if step % self.checkpoint_every == 0 or step == end:

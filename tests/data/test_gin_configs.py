@@ -11,7 +11,8 @@ from rethink_tf.data.tfds_source import TfdsSource
 from .conftest import COCO128, require
 
 REPO = Path(__file__).resolve().parents[2]
-DATA_GIN = sorted((REPO / "gin_configs" / "base").glob("data_*.gin"))
+CLASSIFICATION_GIN = {"data_imagenet.gin", "data_imagenet_folders.gin", "data_synthetic_classification.gin"}
+DATA_GIN = sorted(p for p in (REPO / "gin_configs" / "base").glob("data_*.gin") if p.name not in CLASSIFICATION_GIN)
 
 
 @pytest.fixture
@@ -67,3 +68,49 @@ def test_synthetic_config_binds_the_splits(clean_gin):
     assert gin.query_parameter("train/SyntheticShapesSource.split") == "train"
     assert gin.query_parameter("eval/SyntheticShapesSource.split") == "val"
     assert gin.query_parameter("build_dataset.canvas_size") == 128
+
+
+@gin.configurable("probe_classification")
+def _probe(source=gin.REQUIRED):
+    return source
+
+
+def _classification_source(monkeypatch, tmp_path, name, **bindings):
+    """Parses a classification data file with `bindings` and builds %CLASSIFICATION_SOURCE, as a task does."""
+    gin.parse_config_file(str(REPO / "gin_configs" / "base" / name))
+    for key, value in bindings.items():
+        gin.bind_parameter(key, value)
+    from rethink_tf.data import classification
+    gin.parse_config("probe_classification.source = %CLASSIFICATION_SOURCE")
+    return _probe(), classification
+
+
+def test_classification_configs_exist_and_parse(clean_gin):
+    for name in sorted(CLASSIFICATION_GIN):
+        gin.clear_config()
+        gin.parse_config_file(str(REPO / "gin_configs" / "base" / name))
+        size = gin.query_parameter("classification_dataset.image_size")
+        assert size == (64 if "synthetic" in name else 224)
+        assert gin.query_parameter("classification_dataset.eval_resize_size") == (73 if size == 64 else 256)
+
+
+def test_synthetic_classification_config_builds_the_source_and_batches(clean_gin, monkeypatch, tmp_path):
+    source, classification = _classification_source(
+        monkeypatch, tmp_path, "data_synthetic_classification.gin",
+        **{"SyntheticClassificationSource.data_dir": str(tmp_path), "SyntheticClassificationSource.train_per_class": 1,
+           "SyntheticClassificationSource.val_per_class": 1})
+    assert source.num_classes == 48 and source.num_examples("val") == 48
+    batch = next(iter(classification.classification_dataset(source, "train", True, 4, seed=0)))
+    assert batch["images"].shape == (4, 64, 64, 3)
+
+
+def test_imagenet_configs_name_their_directories(clean_gin, monkeypatch, tmp_path):
+    from rethink_tf.utils.validate import ConfigError, InputError
+    with pytest.raises(ConfigError, match=f"{tmp_path}/tars.*ILSVRC2012_img_train.tar"):
+        _classification_source(monkeypatch, tmp_path, "data_imagenet.gin",
+                               **{"%IMAGENET_MANUAL_DIR": str(tmp_path / "tars"),
+                                  "%IMAGENET_TFDS_DIR": str(tmp_path / "tfds")})
+    gin.clear_config()
+    with pytest.raises(InputError, match=f"{tmp_path}/imagenet/train"):
+        _classification_source(monkeypatch, tmp_path, "data_imagenet_folders.gin",
+                               **{"%IMAGENET_DIR": str(tmp_path / "imagenet")})

@@ -33,18 +33,15 @@ def synthetic_batch(batch_size=2, size=64, num_classes=3, seed=0):
     }
 
 
-def train_step_fn(model, optimizer, jit_compile=False):
-    """A plain training step (forward, summed losses, gradients, SGD update) for tests/benchmarks."""
+def train_step_fn(model, batch, base_lr=0.02, jit_compile=False, seed=None):
+    """The Trainer's own training step (`Trainer.on_fixed_batch`: coupled L2, Detectron's bias / norm
+    rules, constant `base_lr`) for `model` built on `batch`; seed None keeps the model's own sampling seed."""
+    import tempfile
 
-    @tf.function(jit_compile=jit_compile)
-    def step(batch):
-        with tf.GradientTape() as tape:
-            losses = model(batch, training=True)
-            total = tf.add_n(list(losses.values()))
-        grads = tape.gradient(total, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return losses
+    from rethink_tf.training.trainer import Trainer
 
+    _, step = Trainer.on_fixed_batch(tempfile.mkdtemp(prefix="modeling_step_"), lambda: model, batch,
+                                     base_lr=base_lr, jit_compile=jit_compile, seed=seed)
     return step
 
 

@@ -33,7 +33,7 @@ def test_every_loss_decreases_on_one_coco_image(coco_batch, make_tiny_model, mak
     # the box loss of 4 RoIs swings by 10x from step to step.
     model = make_tiny_model(num_classes, base_width=16, fpn_channels=32, box_conv_dim=16,
                             box_fc_dim=64, mask_conv_dim=16, roi_num_samples=16, sampling_seed=1)
-    step = make_train_step(model, keras.optimizers.SGD(0.02, momentum=0.9))
+    step = make_train_step(model, batch, base_lr=0.02)
     # The tiny mask head learns slowly, so the run is 90 steps at LR 0.02 and compares the first 5 steps
     # with the last 10. With Detectron's targets (straddle 0, binary masks, per-use seeds) the mask loss
     # fell by only 3-9% in 60 steps at LR 0.01, against the 5% margin; 90 steps at 0.02 give a ~25% drop.
@@ -47,8 +47,8 @@ def test_every_loss_decreases_on_one_coco_image(coco_batch, make_tiny_model, mak
 
 def test_train_and_predict_steps_compile_with_xla(make_tiny_model, make_batch, make_train_step):
     model = make_tiny_model()
-    batch = {**make_batch(batch_size=1), "sampling_seed": np.array([7, 1], np.int32)}  # as the Trainer's
-    step = make_train_step(model, keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=True)
+    batch = make_batch(batch_size=1)
+    step = make_train_step(model, batch, base_lr=0.01, jit_compile=True, seed=7)  # the Trainer adds sampling_seed
     losses = step(batch)
     assert all(np.isfinite(float(v)) for v in losses.values())
 

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 import training_toys as toys
-from rethink_tf.training import distribute, schedule, trainer as trainer_lib
+from rethink_tf.training import distribute, schedule, task as task_lib, trainer as trainer_lib
 
 STEPS = 16  # length of the reference run and of its killed / resumed copies
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reliability_script.py")
@@ -63,8 +63,9 @@ def make_trainer(model_dir, total_steps, model_cls=SamplingToy, dataset_fn=None,
     spec = schedule.paper_schedule(global_batch_size=4, total_steps=total_steps, warmup_steps_at_batch_16=4,
                                    base_lr=0.05)
     kw = {"eval_every": None, "log_every": 1, "summary_every": 5, "checkpoint_every": 4, **kw}
-    return trainer_lib.Trainer(str(model_dir), distribute.get_strategy("default"), lambda: model_cls("gn"),
-                               dataset_fn or (lambda ctx: toys.toy_dataset(ctx, 4)), spec, 4, **kw)
+    task = task_lib.ModelTask(lambda: model_cls("gn"), dataset_fn or (lambda ctx: toys.toy_dataset(ctx, 4)),
+                              eval_fn=kw.pop("eval_fn", None))
+    return trainer_lib.Trainer(str(model_dir), distribute.get_strategy("default"), task, spec, 4, **kw)
 
 
 def run_script(model_dir, steps, kill_at=None, deterministic=True, timeout=300):

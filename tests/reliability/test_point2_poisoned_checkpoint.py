@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import reliability_toys as rtoys
-from rethink_tf.training import schedule, trainer as trainer_lib
+from rethink_tf.training import schedule, task as task_lib, trainer as trainer_lib
 
 
 def test_nan_weights_on_a_checkpoint_step_are_not_saved(tmp_path):
@@ -36,6 +36,6 @@ def test_lr_that_overflows_float32_is_refused_at_start_up(tmp_path):
     from rethink_tf.training import distribute
     import training_toys as toys
     with pytest.raises(ValueError, match=r"base_lr"):
-        trainer_lib.Trainer(str(tmp_path), distribute.get_strategy("default"), lambda: toys.ToyDetector("gn"),
-                            lambda ctx: toys.toy_dataset(ctx, 4), spec, 4)
+        task = task_lib.ModelTask(lambda: toys.ToyDetector("gn"), lambda ctx: toys.toy_dataset(ctx, 4))
+        trainer_lib.Trainer(str(tmp_path), distribute.get_strategy("default"), task, spec, 4)
     assert not os.listdir(tmp_path)

@@ -31,7 +31,7 @@ def _call(target):
         "build_norm": lambda: build_norm("gn"),
         "get_strategy": lambda: distribute.get_strategy(),
         "build_optimizer": lambda: optimizer.build_optimizer(0.1),
-        "Trainer": lambda: trainer.Trainer("unused", None, None, None, None, 8),
+        "Trainer": lambda: trainer.Trainer("unused", None, None, None, 8),
     }
     return calls[target]()
 

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import training_toys as toys  # noqa: E402
-from rethink_tf.training import distribute, schedule, trainer as trainer_lib  # noqa: E402
+from rethink_tf.training import distribute, schedule, task as task_lib, trainer as trainer_lib  # noqa: E402
 
 
 def fixed_global_batch_fn(global_batch):
@@ -46,8 +46,8 @@ def make_trainer(model_dir, strategy, norm, dataset_fn, total_steps, global_batc
     spec = schedule.paper_schedule(global_batch_size=global_batch, total_steps=total_steps,
                                    warmup_steps_at_batch_16=4, base_lr=0.05)
     kw = {"eval_every": None, "log_every": 1, "summary_every": 5, **kw}
-    return trainer_lib.Trainer(model_dir, strategy, lambda: toys.ToyDetector(norm), dataset_fn, spec, global_batch,
-                               **kw)
+    task = task_lib.ModelTask(lambda: toys.ToyDetector(norm), dataset_fn, eval_fn=kw.pop("eval_fn", None))
+    return trainer_lib.Trainer(model_dir, strategy, task, spec, global_batch, **kw)
 
 
 class LossLogger:
