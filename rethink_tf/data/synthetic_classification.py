@@ -32,8 +32,9 @@ split uses numpy seed (split seed, k)), written into a temporary folder renamed 
 (safe against concurrent first use), and cached as JPEG (quality 95) class folders, the layout
 `ImageFolderSource` reads:
     <root>/synthetic_classification/<version>/{train,val}/<class name>/<k>.jpg
-The default 300 train + 50 val images per class (14,400 + 2,400 images) take about a minute to generate
-on one core (version 1: 66 s, about 4 ms per image, on a shared busy machine, so noisy).
+The default 300 train + 50 val images per class (14,400 + 2,400 images) take one to a few minutes to
+generate on one core (measured on a shared 2-core machine, so noisy: version 1 in 66 s, about 4 ms per
+image; version 2 in 335 s at a load average of ~15).
 """
 
 import os
