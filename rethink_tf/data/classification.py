@@ -192,7 +192,7 @@ class ImageFolderSource(ClassificationSource):
         paths, labels = self.files(split)
         if not paths:
             raise validate.InputError(f"{self.name}: no images in {self._dirs[split]}")
-        ds = _shard(tf.data.Dataset.from_tensor_slices((np.asarray(paths), labels)), input_context)
+        ds = _shard(tf.data.Dataset.from_tensor_slices((np.asarray(paths, dtype=object), labels)), input_context)
         if training:
             ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
 
