@@ -40,5 +40,10 @@ def main(argv):
     print(json.dumps(metrics, indent=1))
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `rethink-evaluate`."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
