@@ -81,22 +81,24 @@ def test_install_beside_tensorflow_adds_no_second_tensorflow(tmp_path, wheel):
     `tensorflow-cpu`, which would write a CPU-only build over the same `tensorflow/` package."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # The venv's own site-packages only: no PYTHONPATH pointing back at this checkout.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     py = str(venv / "bin" / "python")
     pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run(pip + ["tensorflow>=2.21,<2.22"], check=True)
-    subprocess.run(pip + [str(wheel)], check=True)
+    subprocess.run(pip + ["tensorflow>=2.21,<2.22"], check=True, env=env)
+    subprocess.run(pip + [str(wheel)], check=True, env=env)
     probe = ("import importlib.metadata as m; "
              "print(sorted({d.metadata['Name'].lower().replace('_', '-') for d in m.distributions()"
              " if d.metadata['Name'].lower().replace('_', '-').startswith('tensorflow')}))")
-    out = subprocess.run([py, "-c", probe], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([py, "-c", probe], check=True, capture_output=True, text=True, env=env).stdout
     names = eval(out)  # a printed list of strings
     tf_builds = [n for n in names if n in ("tensorflow", "tensorflow-cpu", "tensorflow-intel")]
     assert tf_builds == ["tensorflow"], names
     # The installed package finds its configs by name outside the repository, and the scripts run.
     resolved = subprocess.run([py, "-c", "from rethink_tf.training import config; "
                                "print(config.resolve_gin_file('quickstart'))"],
-                              check=True, capture_output=True, text=True, cwd=str(tmp_path)).stdout.strip()
+                              check=True, capture_output=True, text=True, cwd=str(tmp_path), env=env).stdout.strip()
     assert resolved.startswith(str(venv)) and resolved.endswith("rethink_tf/configs/quickstart.gin"), resolved
     help_text = subprocess.run([str(venv / "bin" / "rethink-train"), "--helpfull"], capture_output=True,
-                               text=True, cwd=str(tmp_path))
+                               text=True, cwd=str(tmp_path), env=env)
     assert help_text.returncode == 0 and "--gin_file" in help_text.stdout, help_text.stderr[-2000:]
