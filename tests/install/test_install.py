@@ -99,6 +99,9 @@ def test_install_beside_tensorflow_adds_no_second_tensorflow(tmp_path, wheel):
                                "print(config.resolve_gin_file('quickstart'))"],
                               check=True, capture_output=True, text=True, cwd=str(tmp_path), env=env).stdout.strip()
     assert resolved.startswith(str(venv)) and resolved.endswith("rethink_tf/configs/quickstart.gin"), resolved
-    help_text = subprocess.run([str(venv / "bin" / "rethink-train"), "--helpfull"], capture_output=True,
-                               text=True, cwd=str(tmp_path), env=env)
-    assert help_text.returncode == 0 and "--gin_file" in help_text.stdout, help_text.stderr[-2000:]
+    # The console script runs and lists the configs shipped in the wheel.
+    proc = subprocess.run([str(venv / "bin" / "rethink-train"), "--gin_file=quickstrat",
+                           f"--model_dir={tmp_path / 'run'}"], capture_output=True, text=True,
+                          cwd=str(tmp_path), env=env)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "gin file not found: quickstrat" in proc.stderr and "scratch_6x" in proc.stderr, proc.stderr[-2000:]
