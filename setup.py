@@ -37,7 +37,9 @@ setup(
         "pillow>=10,<14",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+        # matplotlib draws the plots; without it `plot` prints the table (tests cover both paths).
+        "plot": ["matplotlib>=3.7,<4"],
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "matplotlib>=3.7,<4"],
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     },
     entry_points={
@@ -46,6 +48,7 @@ setup(
             "rethink-evaluate = rethink_tf.evaluate:run",
             "rethink-export = rethink_tf.export:run",
             "rethink-predict = rethink_tf.predict:run",
+            "rethink-plot = rethink_tf.evaluation.plot:run",
         ],
     },
 )

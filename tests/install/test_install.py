@@ -12,7 +12,7 @@ from rethink_tf.training import config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIN_CONFIGS = os.path.join(REPO, "gin_configs")
-SCRIPTS = ("rethink-train", "rethink-evaluate", "rethink-export", "rethink-predict")
+SCRIPTS = ("rethink-train", "rethink-evaluate", "rethink-export", "rethink-predict", "rethink-plot")
 
 
 def _repo_configs():
