@@ -1,5 +1,12 @@
-"""Installs rethink_tf: `pip install -e .[test,interop]` (see README.md)."""
+"""Installs rethink_tf: `pip install -e .[test,interop]` (see README.md).
+
+The gin configs of the repository's `gin_configs/` ship inside the package as `rethink_tf.configs`
+(`package_dir` maps that package onto the folder), so an installed wheel resolves
+`--gin_file=quickstart` as a source checkout does (rethink_tf/training/config.py).
+"""
 from setuptools import find_packages, setup
+
+CONFIG_PACKAGES = {"rethink_tf.configs": "gin_configs", "rethink_tf.configs.base": "gin_configs/base"}
 
 setup(
     name="rethink_tf",
@@ -8,15 +15,16 @@ setup(
         "Keras 3 / TensorFlow reproduction of 'Rethinking ImageNet Pre-training' "
         "(He, Girshick, Dollar): Mask R-CNN trained from scratch with GroupNorm / SyncBN."
     ),
-    python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["rethink_tf", "rethink_tf.*"]),
-    include_package_data=True,
-    package_data={"rethink_tf": ["gin/*.gin"]},
+    # TensorFlow 2.21 publishes wheels for CPython 3.10-3.13.
+    python_requires=">=3.10,<3.14",
+    packages=find_packages(include=["rethink_tf", "rethink_tf.*"]) + list(CONFIG_PACKAGES),
+    package_dir=CONFIG_PACKAGES,
+    package_data={name: ["*.gin"] for name in CONFIG_PACKAGES},
     install_requires=[
-        # tensorflow-cpu is enough for CPU machines; on GPU machines install `tensorflow`
-        # (same version range) first and pip keeps it.
-        "tensorflow-cpu>=2.21,<2.22; platform_machine=='x86_64'",
-        "tensorflow>=2.21,<2.22; platform_machine!='x86_64'",
+        # `tensorflow`, not `tensorflow-cpu`: its Linux wheel runs on CPUs and, with the CUDA
+        # libraries (the `gpu` extra), on GPUs. Depending on `tensorflow-cpu` made pip write a second,
+        # CPU-only distribution over the `tensorflow/` package of a GPU machine.
+        "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",
         "keras-cv==0.9.0",
         "tensorflow-datasets>=4.9,<5",
@@ -29,9 +37,23 @@ setup(
         "pillow>=10,<14",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+        # matplotlib draws the plots; without it `plot` prints the table (tests cover both paths).
+        "plot": ["matplotlib>=3.7,<4"],
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3", "matplotlib>=3.7,<4"],
         # Reading torchvision .pth files (rethink_tf.import_weights) and the tests that compare imported
         # weights with torchvision's own forward pass. The package itself never imports torch.
         "interop": ["torch==2.14.1", "torchvision==0.29.1"],
+        "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+    },
+    entry_points={
+        "console_scripts": [
+            "rethink-train = rethink_tf.train:run",
+            "rethink-evaluate = rethink_tf.evaluate:run",
+            "rethink-export = rethink_tf.export:run",
+            "rethink-predict = rethink_tf.predict:run",
+            "rethink-plot = rethink_tf.evaluation.plot:run",
+            "rethink-pretrain = rethink_tf.pretrain:run",
+            "rethink-import-weights = rethink_tf.import_weights:run",
+        ],
     },
 )

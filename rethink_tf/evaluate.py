@@ -50,5 +50,10 @@ def main(argv):
     print(json.dumps(metrics, indent=1))
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `rethink-evaluate`."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -81,7 +81,13 @@ def main(argv):
     export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
            FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite, FLAGS.tta)
 
-if __name__ == "__main__":
+
+def run():
+    """Console script `rethink-export`."""
     from rethink_tf.utils import cli
 
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

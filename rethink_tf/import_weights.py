@@ -91,5 +91,10 @@ def main(argv):
     print(f"wrote {FLAGS.output}, {gin_path}, {report_path}")
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `rethink-import-weights`."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

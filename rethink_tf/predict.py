@@ -186,7 +186,12 @@ def main(argv):
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `rethink-predict`."""
     from rethink_tf.utils import cli
 
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

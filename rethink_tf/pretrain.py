@@ -38,5 +38,10 @@ def main(argv):
     classification_task.pretrain(FLAGS.model_dir, strategy)
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `rethink-pretrain`."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -15,7 +15,8 @@ from absl import app, flags  # noqa: E402
 
 from rethink_tf.utils import cli  # noqa: E402
 
-flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order.")
+flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order: a path, or the name of a "
+                           "config shipped with the package (quickstart, scratch_6x, ...).")
 flags.DEFINE_multi_string("gin_bindings", [], "gin bindings applied after the files, e.g. 'a.b = 1'.")
 flags.DEFINE_string("model_dir", None, "Output directory (checkpoints, config.gin, metrics.jsonl, events).")
 flags.mark_flag_as_required("model_dir")
@@ -36,5 +37,10 @@ def main(argv):
     experiment.experiment(FLAGS.model_dir, strategy)
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `rethink-train`."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -36,23 +36,54 @@ def import_configurables() -> None:
 
 
 def default_search_paths() -> list[str]:
-    """gin include search paths: the repository's gin_configs/ and the package's gin/."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return [p for p in (os.path.join(os.path.dirname(here), "gin_configs"), os.path.join(here, "gin"))
-            if os.path.isdir(p)]
+    """Where configs are looked up by name and gin `include`s resolve: the repository's gin_configs/
+    (a source checkout or an editable install) and the package's configs/ (a wheel: setup.py ships
+    gin_configs/ there)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = (os.path.join(os.path.dirname(package), "gin_configs"), os.path.join(package, "configs"))
+    return [p for p in candidates if os.path.isfile(os.path.join(p, "quickstart.gin"))]
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs that `--gin_file=NAME` accepts, e.g. 'quickstart', 'base/data_coco128'."""
+    names = set()
+    for root in default_search_paths():
+        for folder, _, files in os.walk(root):
+            for f in files:
+                if f.endswith(".gin"):
+                    rel = os.path.relpath(os.path.join(folder, f), root)
+                    names.add(rel[: -len(".gin")].replace(os.sep, "/"))
+    return sorted(names)
+
+
+def resolve_gin_file(name: str) -> str:
+    """A path to the gin file `name`: an existing file as given, else a config shipped with the
+    package named with or without `.gin` ('quickstart', 'scratch_6x.gin', 'base/data_coco128').
+
+    Raises:
+      ConfigError naming `name` and listing the packaged configs.
+    """
+    if os.path.isfile(name):
+        return name
+    relative = name if name.endswith(".gin") else name + ".gin"
+    if not os.path.isabs(name):
+        for root in default_search_paths():
+            path = os.path.join(root, relative)
+            if os.path.isfile(path):
+                return path
+    raise ConfigError(f"gin file not found: {name} (neither a file nor a packaged config; packaged: "
+                      f"{', '.join(packaged_configs()) or 'none found'})")
 
 
 def parse(gin_files, gin_bindings, finalize: bool = True) -> None:
-    """Checks the files exist, then parses files and bindings with unknown names as errors.
+    """Resolves the files (paths or packaged config names), then parses files and bindings with
+    unknown names as errors.
 
     Raises:
       ConfigError naming the missing file, unknown configurable or misspelled parameter.
     """
-    gin_files = list(gin_files or [])
+    gin_files = [resolve_gin_file(f) for f in gin_files or []]
     gin_bindings = list(gin_bindings or [])
-    missing = [f for f in gin_files if not os.path.isfile(f)]
-    if missing:
-        raise ConfigError(f"gin file(s) not found: {', '.join(missing)}")
     import_configurables()
     for path in default_search_paths() + sorted({os.path.dirname(os.path.abspath(f)) for f in gin_files}):
         gin.add_config_file_search_path(path)

@@ -64,6 +64,16 @@ def worker_index(strategy: tf.distribute.Strategy) -> int:
     return offset + int(resolver.task_id or 0)
 
 
+def describe_devices() -> str:
+    """One line naming the local devices TensorFlow found and whether this TensorFlow build can use
+    GPUs at all (a CPU-only build on a GPU machine is the usual reason a run ignores its GPUs)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    cpus = tf.config.list_physical_devices("CPU")
+    build = "with CUDA" if tf.test.is_built_with_cuda() else "CPU-only build"
+    names = ", ".join(d.name for d in cpus + gpus)
+    return f"Devices: {len(cpus)} CPU, {len(gpus)} GPU ({names}); TensorFlow {tf.__version__}, {build}"
+
+
 @gin.configurable
 def get_strategy(kind: str = "auto", tpu_address: str | None = None, devices: list[str] | None = None,
                  num_logical_cpus: int = 0) -> tf.distribute.Strategy:
@@ -119,6 +129,7 @@ def get_strategy(kind: str = "auto", tpu_address: str | None = None, devices: li
         strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     else:
         strategy = tf.distribute.get_strategy()
+    logging.info(describe_devices())
     logging.info("Distribution: %s with %d replica(s) in sync", type(strategy).__name__,
                  strategy.num_replicas_in_sync)
     return strategy

@@ -171,5 +171,5 @@ def test_plot_curves_against_samples_seen(tmp_path):
     out = plot.plot([str(tmp_path / "scratch"), str(tmp_path / "pretrained")], str(tmp_path / "ap.png"),
                     x="images")
     assert os.path.getsize(out) > 0
-    with pytest.raises(ValueError, match="x must be"):
+    with pytest.raises(ValueError, match="expected one of"):
         plot.curve(str(tmp_path / "scratch"), x="epochs")

@@ -70,3 +70,22 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
     names = sorted(os.listdir(tmp_path / "run"))
     assert "ckpt-4.index" in names and "ckpt-2.index" in names
     assert not os.path.exists(tmp_path / "run" / ".scratch" / "worker_1")
+
+
+def test_strategy_choice_is_logged_with_the_devices_found(caplog):
+    """A run says which devices TensorFlow sees and whether its build can use GPUs: a CPU-only build
+    on a GPU machine is otherwise silent."""
+    import logging
+
+    import tensorflow as tf
+
+    from rethink_tf.training import distribute
+
+    with caplog.at_level(logging.INFO):
+        strategy = distribute.get_strategy()
+    text = caplog.text
+    cpus = len(tf.config.list_physical_devices("CPU"))
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    assert f"Devices: {cpus} CPU, {gpus} GPU" in text
+    assert ("with CUDA" in text) == tf.test.is_built_with_cuda()
+    assert f"Distribution: {type(strategy).__name__}" in text
