@@ -4,9 +4,15 @@ The gin configs of the repository's `gin_configs/` ship inside the package as `r
 (`package_dir` maps that package onto the folder), so an installed wheel resolves
 `--gin_file=quickstart` as a source checkout does (rethink_tf/training/config.py).
 """
+import os
+
 from setuptools import find_packages, setup
 
-CONFIG_PACKAGES = {"rethink_tf.configs": "gin_configs", "rethink_tf.configs.base": "gin_configs/base"}
+# rethink_tf.configs[.<folder>] <- gin_configs[/<folder>], one package per folder holding gin files.
+CONFIG_PACKAGES = {
+    ".".join(["rethink_tf.configs"] + ([] if folder == "gin_configs" else
+                                       os.path.relpath(folder, "gin_configs").split(os.sep))): folder
+    for folder, _, files in sorted(os.walk("gin_configs")) if any(f.endswith(".gin") for f in files)}
 
 setup(
     name="rethink_tf",
