@@ -58,6 +58,7 @@ setup(
             "rethink-export = rethink_tf.export:run",
             "rethink-predict = rethink_tf.predict:run",
             "rethink-plot = rethink_tf.evaluation.plot:run",
+            "rethink-figure2 = rethink_tf.evaluation.figure2:run",
             "rethink-pretrain = rethink_tf.pretrain:run",
             "rethink-import-weights = rethink_tf.import_weights:run",
         ],

@@ -143,12 +143,14 @@ def plot(data: dict, labels: dict, metric: str, out: str) -> str:
     return out
 
 
-flags.DEFINE_string("pretrained_dir", None, "The fine-tuning run (from a pre-trained backbone).")
-flags.DEFINE_string("scratch_dir", None, "The run from random initialization.")
-flags.DEFINE_string("pretrain_counts", None, "Optional json {images, instances, pixels} of the pre-training.")
-flags.DEFINE_list("labels", ["pre-training + fine-tuning", "random init"], "Legend labels of the two runs.")
-flags.DEFINE_string("metric", "bbox/AP", "Metric: <bbox|segm>/<AP|AP50|AP75|APs|APm|APl>.")
-flags.DEFINE_string("out", "figure2.png", "Output PNG (CSV when matplotlib is not installed).")
+def define_flags():
+    """The command's flags, defined when it runs (not on import: plot has flags of the same names)."""
+    flags.DEFINE_string("pretrained_dir", None, "The fine-tuning run (from a pre-trained backbone).")
+    flags.DEFINE_string("scratch_dir", None, "The run from random initialization.")
+    flags.DEFINE_string("pretrain_counts", None, "Optional json {images, instances, pixels} of the pre-training.")
+    flags.DEFINE_list("labels", ["pre-training + fine-tuning", "random init"], "Legend labels of the two runs.")
+    flags.DEFINE_string("metric", "bbox/AP", "Metric: <bbox|segm>/<AP|AP50|AP75|APs|APm|APl>.")
+    flags.DEFINE_string("out", "figure2.png", "Output PNG (CSV when matplotlib is not installed).")
 
 
 def main(argv):
@@ -167,5 +169,11 @@ def main(argv):
     print(plot(data, labels, f.metric, f.out))
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `rethink-figure2`."""
+    define_flags()
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

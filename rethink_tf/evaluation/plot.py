@@ -116,12 +116,14 @@ def plot(model_dirs: list[str], out: str, metric: str = "bbox/AP", x: str = "ste
     return out
 
 
-flags.DEFINE_list("model_dirs", [], "Training directories to compare.")
-flags.DEFINE_list("labels", None, "Legend labels (default: directory names).")
-flags.DEFINE_string("metric", "bbox/AP", "Metric: <bbox|segm>/<AP|AP50|AP75|APs|APm|APl>, or any other "
-                    "metric of metrics.jsonl (an unknown one is an error listing them).")
-flags.DEFINE_enum("x", "step", sorted(X_AXES), "X axis: step or samples seen.")
-flags.DEFINE_string("out", "ap.png", "Output PNG (CSV when matplotlib is not installed).")
+def define_flags():
+    """The command's flags, defined when it runs (not on import: figure2 has flags of the same names)."""
+    flags.DEFINE_list("model_dirs", [], "Training directories to compare.")
+    flags.DEFINE_list("labels", None, "Legend labels (default: directory names).")
+    flags.DEFINE_string("metric", "bbox/AP", "Metric: <bbox|segm>/<AP|AP50|AP75|APs|APm|APl>, or any other "
+                        "metric of metrics.jsonl (an unknown one is an error listing them).")
+    flags.DEFINE_enum("x", "step", sorted(X_AXES), "X axis: step or samples seen.")
+    flags.DEFINE_string("out", "ap.png", "Output PNG (CSV when matplotlib is not installed).")
 
 
 def main(argv):
@@ -136,6 +138,7 @@ def run():
     """Console script `rethink-plot`."""
     from rethink_tf.utils import cli
 
+    define_flags()
     cli.run(main)
 
 

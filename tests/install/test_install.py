@@ -13,7 +13,7 @@ from rethink_tf.training import config
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIN_CONFIGS = os.path.join(REPO, "gin_configs")
 SCRIPTS = ("rethink-train", "rethink-evaluate", "rethink-export", "rethink-predict", "rethink-plot",
-           "rethink-pretrain", "rethink-import-weights")
+           "rethink-figure2", "rethink-pretrain", "rethink-import-weights")
 
 
 def _repo_configs():
