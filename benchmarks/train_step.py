@@ -12,7 +12,7 @@ under mixed_float16, the SGD-momentum update and the samples-seen counters, at t
 
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
 warm-up step that traces/compiles), every timed step, the warm-up times, and peak_rss_mb (peak
-resident memory of the process). The batch follows CONTRACT.md: random image content, 7 instances per image (COCO's
+resident memory of the process). The batch is the input pipeline's (rethink_tf.data.input_pipeline): random image content, 7 instances per image (COCO's
 average) in M = 100 slots, 112x112 box-cropped masks; COCO's 80 classes.
 """
 import json

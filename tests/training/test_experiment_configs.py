@@ -21,7 +21,7 @@ CPU_CONFIGS = {"quickstart.gin", "coco128_overfit.gin", "finetune_synthetic_cpu.
 # 0.9, N x 90k iterations with x0.1 cuts 60k and 20k before the end, shorter side 800, horizontal flip
 # the only training augmentation), section 5.1 / Figure 5 ('train aug': [640, 800], 9x from scratch,
 # 6x with pre-training), Tables 1-2 (the numbers); the Detectron details the paper inherits from
-# SPEC.md sections 2-3 (GN 32 groups everywhere, warmup 500 from 1/3, max side 1333, biases: no decay
+# rethink_tf/modeling/README.md and the schedule / optimizer docstrings (GN 32 groups everywhere, warmup 500 from 1/3, max side 1333, biases: no decay
 # and 2x LR, FREEZE_AT 0 from scratch and 2 for the pre-trained GN arm).
 COMMON = dict(
     global_batch_size=16, base_lr=0.02, decay_factor=0.1, warmup_steps=500, warmup_factor=1 / 3,

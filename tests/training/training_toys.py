@@ -1,4 +1,5 @@
-"""A small real Keras detector and dataset following the model and batch contracts (CONTRACT.md).
+"""A small real Keras detector and dataset following the model and batch conventions
+(rethink_tf/modeling/README.md, rethink_tf.data.input_pipeline).
 
 Used by the trainer tests so they do not depend on the big Mask R-CNN. The model regresses the first
 gt box (normalized) and classifies its label; `training=False` returns the detections dict.
