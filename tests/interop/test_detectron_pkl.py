@@ -86,6 +86,7 @@ def test_first_tensor_that_does_not_fit_is_named(r50_gn_body):
         convert.convert_backbone("detectron", "R-50-GN", tensors, "short.pkl", body=r50_gn_body)
 
 
+@pytest.mark.slow  # ~17 s (+ a shared GN ResNet-50): the default suite is near its 15 minutes
 def test_r50_gn_pkl_equals_torchvision_groupnorm_resnet(tmp_path, real_images, r50_gn_body):
     torch = pytest.importorskip("torch", reason="torch is in the `interop` extra")
     torchvision = pytest.importorskip("torchvision", reason="torchvision is in the `interop` extra")

@@ -45,6 +45,7 @@ def test_every_loss_decreases_on_one_coco_image(coco_batch, make_tiny_model, mak
         assert np.isfinite(last) and last < 0.95 * first, (key, first, last)
 
 
+@pytest.mark.slow  # XLA compile of the whole model, ~50 s: the default suite is near its 15 minutes
 def test_train_and_predict_steps_compile_with_xla(make_tiny_model, make_batch, make_train_step):
     model = make_tiny_model()
     batch = make_batch(batch_size=1)

@@ -1,6 +1,7 @@
 """The key ops trace and run under tf.function(jit_compile=True) with static shapes, agreeing with the
 numpy references (deterministic parts) and the sampling invariants (random parts)."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from rethink_tf.ops import anchors as anchor_ops
@@ -9,6 +10,7 @@ from rethink_tf.ops import losses, masks, nms, proposals, roi_align, roi_samplin
 from . import reference as ref
 
 
+@pytest.mark.slow  # XLA compile, ~25 s: the default suite is near its 15 minutes
 def test_two_stage_pipeline_compiles_with_xla():
     rng = np.random.default_rng(40)
     canvas, batch, m = 64, 2, 4
