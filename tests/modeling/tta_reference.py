@@ -2,13 +2,7 @@
 TEST.BBOX_VOTE), written from its description, independently of rethink_tf.modeling.tta."""
 import numpy as np
 
-
-def iou(a, b):
-    ih = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iw = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ih * iw
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+from tests.ops.reference import iou
 
 
 def merge(boxes, scores, score_threshold, nms_iou, max_detections, vote_iou=None):
