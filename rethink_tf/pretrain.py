@@ -14,28 +14,19 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-
 from rethink_tf.utils import cli  # noqa: E402
 
-flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order.")
-flags.DEFINE_multi_string("gin_bindings", [], "gin bindings applied after the files, e.g. 'a.b = 1'.")
-flags.DEFINE_string("model_dir", None, "Output directory (checkpoints, backbone_weights.h5, metrics.jsonl, events).")
-flags.mark_flag_as_required("model_dir")
-FLAGS = flags.FLAGS
+cli.define_run_flags("Output directory (checkpoints, backbone_weights.h5, metrics.jsonl, events).")
+
+
+def _pretrain(model_dir, strategy):
+    from rethink_tf.training import classification_task
+
+    classification_task.pretrain(model_dir, strategy)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from rethink_tf.training import config
-
-    cli.check_output_dir("model_dir", FLAGS.model_dir)
-    config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-    from rethink_tf.training import classification_task, distribute
-
-    strategy = distribute.get_strategy()
-    classification_task.pretrain(FLAGS.model_dir, strategy)
+    cli.run_job(argv, _pretrain)
 
 
 def run():

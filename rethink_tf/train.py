@@ -11,30 +11,20 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-
 from rethink_tf.utils import cli  # noqa: E402
 
-flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order: a path, or the name of a "
-                           "config shipped with the package (quickstart, scratch_6x, ...).")
-flags.DEFINE_multi_string("gin_bindings", [], "gin bindings applied after the files, e.g. 'a.b = 1'.")
-flags.DEFINE_string("model_dir", None, "Output directory (checkpoints, config.gin, metrics.jsonl, events).")
-flags.mark_flag_as_required("model_dir")
-FLAGS = flags.FLAGS
+cli.define_run_flags("Output directory (checkpoints, config.gin, metrics.jsonl, events).")
+
+
+def _train(model_dir, strategy):
+    from rethink_tf.training import experiment
+
+    # experiment() writes DIR/config.gin once it has checked that DIR's checkpoints are of this configuration.
+    experiment.experiment(model_dir, strategy)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from rethink_tf.training import config
-
-    cli.check_output_dir("model_dir", FLAGS.model_dir)
-    config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-    from rethink_tf.training import distribute, experiment
-
-    strategy = distribute.get_strategy()
-    # experiment() writes DIR/config.gin once it has checked that DIR's checkpoints are of this configuration.
-    experiment.experiment(FLAGS.model_dir, strategy)
+    cli.run_job(argv, _train)
 
 
 def run():

@@ -52,3 +52,25 @@ def check_output_dir(flag: str, path: str) -> None:
 
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(f"--{flag}={path} is an existing file, not a directory")
+
+
+def define_run_flags(model_dir_help: str) -> None:
+    """The flags of a training job (`train`, `pretrain`): --gin_file, --gin_bindings, --model_dir."""
+    flags.DEFINE_multi_string("gin_file", [], "gin config file(s), applied in order: a path, or the name of a "
+                              "config shipped with the package (quickstart, scratch_6x, ...).")
+    flags.DEFINE_multi_string("gin_bindings", [], "gin bindings applied after the files, e.g. 'a.b = 1'.")
+    flags.DEFINE_string("model_dir", None, model_dir_help)
+    flags.mark_flag_as_required("model_dir")
+
+
+def run_job(argv, job) -> None:
+    """The `main` of a training job: checks --model_dir, parses the gin files and bindings, chooses the
+    distribution strategy, then calls `job(model_dir, strategy)`."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from rethink_tf.training import config, distribute
+
+    model_dir = flags.FLAGS.model_dir
+    check_output_dir("model_dir", model_dir)
+    config.parse(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings)
+    job(model_dir, distribute.get_strategy())
