@@ -13,4 +13,6 @@ stopping at the first bad file):
     test_point8_bad_image_files        0-byte and non-image files found at start-up
     test_point9_final_eval             a finished run whose final evaluation died evaluates on restart
     test_point10_predict_bad_files     predict goes on past bad files and exits non-zero
+
+and, because it needs the same tiny trained run: test_tta_commands (`evaluate --tta`).
 """
