@@ -258,7 +258,7 @@ class Detector:
         """Detects objects in one image (path, encoded bytes, uint8 array / tf.Tensor) -> Detections;
         in a list of images or a uint8 [B, H, W, C] array -> a list of Detections, one per image."""
         if isinstance(image, (list, tuple)):
-            return [self._predict_one(item, f"image [{i}]") for i, item in enumerate(image)]
+            return [self._predict_one(item, f"images[{i}]") for i, item in enumerate(image)]
         if isinstance(image, np.ndarray) and image.ndim == 4:
             return [self._predict_one(item, f"images[{i}]") for i, item in enumerate(image)]
         return self._predict_one(image, None)
