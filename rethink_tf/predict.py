@@ -3,7 +3,8 @@
     python -m rethink_tf.predict --saved_model=OUT --image=a.jpg [--image=b.png ...] --output_dir=VIS
 
 For each image `<stem>.<ext>` it writes to --output_dir:
-- `<stem>.png`: the image with boxes, masks and class names (score >= --min_score) drawn on it;
+- `<stem>.png`: the image with boxes, masks and class names (score >= --min_score) drawn on it
+  (`rethink_tf.utils.visualize`; images with a shorter side under 512 px are drawn enlarged to 512);
 - `<stem>.json`: its detections in COCO result format (all returned detections):
   `[{"image_id", "category_id", "bbox": [x, y, width, height], "score", "segmentation": RLE}]`,
   boxes in original image pixels, RLE as pycocotools writes it (counts as a str);
@@ -25,10 +26,13 @@ import sys
 from absl import app, flags, logging
 import numpy as np
 
+from rethink_tf.utils.visualize import SCORE_THRESHOLD
+
 flags.DEFINE_string("saved_model", None, "Directory written by rethink_tf.export.")
 flags.DEFINE_multi_string("image", None, "Image file (JPEG/PNG/GIF/BMP); repeat for several.")
 flags.DEFINE_string("output_dir", None, "Where the PNGs and json files go (created if needed).")
-flags.DEFINE_float("min_score", 0.5, "Detections below this score are not drawn (all go to json).")
+flags.DEFINE_float("min_score", SCORE_THRESHOLD,
+                  "Detections below this score are not drawn (all go to json).")
 
 FLAGS = flags.FLAGS
 
@@ -118,7 +122,7 @@ def _read(path):
     return encoded
 
 
-def predict_files(saved_model, image_paths, output_dir, min_score=0.5):
+def predict_files(saved_model, image_paths, output_dir, min_score=SCORE_THRESHOLD):
     """Writes `<stem>.png`, `<stem>.json` per image and `detections.json`; returns all results.
 
     `saved_model` is a SavedModel directory or a loaded `Predictor`. A file that cannot be read or that

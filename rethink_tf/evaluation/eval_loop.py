@@ -62,8 +62,7 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
             masks = np.zeros((n,) + canvas.shape[:2], np.uint8)
             masks[:, :scaled_h, :scaled_w] = visualize.paste_box_masks(
                 np.asarray(detections["detection_masks"][i][:n]), boxes, (scaled_h, scaled_w))
-        drawn = visualize.draw_detections(canvas, boxes, classes, scores, masks, class_names,
-                                          score_threshold=0.3)
+        drawn = visualize.draw_detections(canvas, boxes, classes, scores, masks, class_names)
         images.append(drawn)
     return np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
 

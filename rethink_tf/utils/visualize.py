@@ -1,11 +1,22 @@
 """Draws detections (boxes, instance masks, class names, scores) on uint8 RGB images.
 
-Pure numpy + PIL, no TensorFlow: used by `rethink_tf.predict` to write PNGs and by the trainer
-for TensorBoard image summaries (`tf.summary.image` takes the uint8 arrays returned here, stacked).
+The one drawing module of the package: `rethink_tf.predict` (PNGs), `rethink_tf.Detector.draw` and the
+trainer's TensorBoard images all come through `draw_detections`. Pure numpy + PIL, no TensorFlow.
 
-Conventions: boxes are yxyx in the pixels of the image being drawn on; masks
-given to `draw_detections` are full-image {0,1} arrays, one per box. Box-frame masks (the model's
-28x28 probabilities or the pipeline's SxS gt crops) are pasted first with `paste_box_masks`.
+The layout follows the idea of detectron2's Visualizer (own code):
+- small images are upscaled for drawing (shorter side -> `DRAW_MIN_SIDE` px) so that text and lines
+  stay legible; the returned picture is then larger than the input (`drawing_scale` gives the factor);
+- line width and font size follow the drawn image's shorter side;
+- masks, then every box outline, then every label, so no outline is drawn over a label;
+- each label is placed, most confident detection first, at the best of several spots around its box
+  (above, below, inside top, inside bottom; left- or right-aligned; then shifted past the labels
+  already placed): never over an already placed label when a free spot exists, and as little as
+  possible over any box outline (its own included);
+- one score threshold, `SCORE_THRESHOLD`, is the default everywhere a picture is drawn.
+
+Conventions: boxes are yxyx in the pixels of the image given (before upscaling); masks given to
+`draw_detections` are full-image {0,1} arrays, one per box. Box-frame masks (the model's 28x28
+probabilities or the pipeline's SxS gt crops) are pasted first with `paste_box_masks`.
 """
 from __future__ import annotations
 
@@ -18,6 +29,10 @@ from PIL import Image, ImageDraw, ImageFont
 # The pipeline's default normalization (rethink_tf.data.preprocess); used to undo it for display.
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
+# Detections scoring below this are not drawn (predict's --min_score default, the API, TensorBoard).
+SCORE_THRESHOLD = 0.5
+# Images whose shorter side is below this many pixels are upscaled to it for drawing.
+DRAW_MIN_SIDE = 512
 
 
 def color_for_class(class_id: int) -> tuple[int, int, int]:
@@ -67,6 +82,15 @@ def paste_box_masks(masks: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, i
                       np.uint8)
 
 
+def drawing_scale(image_hw: tuple[int, int], min_side: int | None = DRAW_MIN_SIDE) -> float:
+    """The factor `draw_detections` enlarges an image of this (h, w) by: 1 unless the shorter side is
+    below `min_side` (None: never), then min_side / shorter side."""
+    short = min(int(image_hw[0]), int(image_hw[1]))
+    if not min_side or short <= 0 or short >= min_side:
+        return 1.0
+    return float(min_side) / short
+
+
 def _font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
@@ -81,6 +105,84 @@ def _mask_outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
+def _overlap(rects: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Intersection areas [C, P] of rects [C, 4] and others [P, 4], both (left, top, right, bottom)."""
+    if len(others) == 0:
+        return np.zeros((len(rects), 0), np.float64)
+    w = (np.minimum(rects[:, None, 2], others[None, :, 2]) - np.maximum(rects[:, None, 0], others[None, :, 0]))
+    h = (np.minimum(rects[:, None, 3], others[None, :, 3]) - np.maximum(rects[:, None, 1], others[None, :, 1]))
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
+
+
+def box_edges(boxes_xyxy: np.ndarray, line_width: float) -> np.ndarray:
+    """The 4 outline strips of each box as rectangles [4N, 4] (left, top, right, bottom), line_width
+    thick and centred on the edges, as PIL draws a rectangle outline of that width (inside it)."""
+    b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+    lw = float(line_width)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    strips = [np.stack([x0, y0, x1, y0 + lw], 1), np.stack([x0, y1 - lw, x1, y1], 1),
+              np.stack([x0, y0, x0 + lw, y1], 1), np.stack([x1 - lw, y0, x1, y1], 1)]
+    return np.concatenate(strips, 0)
+
+
+def place_labels(boxes_xyxy: np.ndarray, label_sizes: np.ndarray, image_hw: tuple[int, int],
+                 line_width: float = 2.0) -> np.ndarray:
+    """Chooses where each box's label goes, in the given order (most important first).
+
+    Args:
+        boxes_xyxy: float [N, 4] (x0, y0, x1, y1) in the pixels of the picture drawn.
+        label_sizes: [N, 2] (width, height) of each label rectangle in pixels.
+        image_hw: (height, width) of the picture; labels are kept inside it when they fit.
+        line_width: width of the box outlines in pixels.
+    Returns:
+        float [N, 4] label rectangles (left, top, right, bottom). Cost of a spot, lowest wins:
+        area over already placed labels (weight 1000; zero whenever any candidate allows it), area
+        over box outlines (weight 10; own box included), distance from the spot just above the box's
+        top-left corner (weight 0.01 per px), so a label stays by its box unless that covers
+        something.
+    """
+    boxes = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
+    sizes = np.asarray(label_sizes, np.float64).reshape(-1, 2)
+    height, width = float(image_hw[0]), float(image_hw[1])
+    edges = box_edges(boxes, line_width)
+    gap = float(line_width)
+    placed = np.zeros((0, 4), np.float64)
+    for i, ((x0, y0, x1, y1), (tw, th)) in enumerate(zip(boxes, sizes)):
+        xs = [x0, x1 - tw]
+        # Next to labels already placed nearby: just right of them or just left of them.
+        near = placed[(placed[:, 2] > x0 - tw) & (placed[:, 0] < x1 + tw)
+                      & (placed[:, 3] > y0 - 3 * th) & (placed[:, 1] < y1 + 3 * th)]
+        xs += list(near[:, 2] + 1) + list(near[:, 0] - tw - 1)
+        above, below = y0 - gap - th, y1 + gap
+        ys = [above, below, y0 + gap, y1 - gap - th]
+        # Stacked away from the box, past labels in the way (each step one label height).
+        ys += [above - k * (th + 1) for k in range(1, 4)] + [below + k * (th + 1) for k in range(1, 4)]
+        ys += list(near[:, 1] - th - 1) + list(near[:, 3] + 1)
+        cand_x = np.clip(np.asarray(xs), 0, max(width - tw, 0))
+        cand_y = np.clip(np.asarray(ys), 0, max(height - th, 0))
+        cx, cy = np.meshgrid(cand_x, cand_y)
+        cx, cy = cx.ravel(), cy.ravel()
+        rects = np.stack([cx, cy, cx + tw, cy + th], 1)
+        cost = (1000.0 * _overlap(rects, placed).sum(1) + 10.0 * _overlap(rects, edges).sum(1)
+                + 0.01 * np.hypot(cx - max(min(x0, width - tw), 0), cy - max(above, 0)))
+        placed = np.concatenate([placed, rects[np.argmin(cost)][None]], 0)
+    return placed
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {image.dtype} (use denormalize_image first)")
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"image must be [h, w, 3], [h, w, 4] (alpha is dropped) or [h, w, 1] / [h, w], "
+                         f"got shape {image.shape}")
+    if image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image[..., :3]
+
+
 def draw_detections(image: np.ndarray,
                     boxes: np.ndarray,
                     classes: np.ndarray,
@@ -88,36 +190,32 @@ def draw_detections(image: np.ndarray,
                     masks: np.ndarray | None = None,
                     class_names: Mapping[int, str] | None = None,
                     *,
-                    score_threshold: float = 0.0,
+                    score_threshold: float = SCORE_THRESHOLD,
                     mask_alpha: float = 0.45,
                     line_width: int | None = None,
-                    font_size: int | None = None) -> np.ndarray:
-    """Returns a copy of `image` with the detections drawn on it.
+                    font_size: int | None = None,
+                    min_side: int | None = DRAW_MIN_SIDE) -> np.ndarray:
+    """Returns a copy of `image` with the detections drawn on it (enlarged if it is small).
 
     Args:
-        image: uint8 [h, w, 3] RGB (a grayscale [h, w] or [h, w, 1] image is drawn in RGB).
+        image: uint8 [h, w, 3] RGB (grayscale [h, w] / [h, w, 1] is drawn in RGB; RGBA drops alpha).
         boxes: float [N, 4] yxyx in this image's pixels.
         classes: int [N] class ids (COCO category ids or contiguous labels, matching `class_names`);
             entries <= 0 are empty slots (padding) and are skipped.
-        scores: float [N] in [0, 1], or None (ground truth: no score in the label).
+        scores: float [N] in [0, 1], or None (ground truth: no score in the label, no threshold).
         masks: [N, h, w] {0, 1} (any dtype; > 0 is foreground) full-image masks, or None.
         class_names: {class id: name}; ids missing from it are labelled by their number.
         score_threshold: detections with a score below it are not drawn.
         mask_alpha: opacity of the mask fill.
-        line_width, font_size: in pixels; default scales with the image (2 px / 12 px at 512 px).
+        line_width, font_size: in pixels of the returned picture; default from its shorter side
+            (2 px and 15 px at 512 px).
+        min_side: images with a shorter side below it are enlarged to it first (bilinear), boxes and
+            masks with them; None draws at the input size.
 
     Returns:
-        uint8 [h, w, 3].
+        uint8 [H, W, 3] with (H, W) = round((h, w) * drawing_scale((h, w), min_side)).
     """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8, got {image.dtype} (use denormalize_image first)")
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"image must be [h, w, 3] or [h, w, 1], got shape {image.shape}")
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
+    image = _as_rgb(image)
     height, width = image.shape[:2]
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
@@ -133,43 +231,66 @@ def draw_detections(image: np.ndarray,
         if masks.shape != (num, height, width):
             raise ValueError(f"masks must be [N, h, w] = {(num, height, width)}, got {masks.shape}")
     class_names = class_names or {}
-    scale = max(height, width) / 512.0
-    line_width = line_width or max(1, int(round(2 * scale)))
-    font = _font(font_size or max(10, int(round(12 * scale))))
 
     keep = classes > 0
     if scores is not None:
         keep &= scores >= score_threshold
-    # Draw low scores first so the most confident detections end up on top.
     order = np.flatnonzero(keep)
-    if scores is not None:
-        order = order[np.argsort(scores[order], kind="stable")]
+    if scores is not None:  # most confident first (it gets the best label spot, its mask on top)
+        order = order[np.argsort(-scores[order], kind="stable")]
 
-    canvas = image.astype(np.float32)
-    if masks is not None:
-        for i in order:
+    scale = drawing_scale((height, width), min_side)
+    pil = Image.fromarray(image)
+    if scale != 1.0:
+        size = (max(1, int(round(width * scale))), max(1, int(round(height * scale))))
+        pil = pil.resize(size, Image.BILINEAR)
+    out_w, out_h = pil.size
+    sy, sx = out_h / height if height else 1.0, out_w / width if width else 1.0
+    short = min(out_h, out_w)
+    line_width = line_width or max(1, int(round(short / 256)))
+    font = _font(font_size or max(10, int(round(short * 0.03))))
+
+    if masks is not None and len(order):
+        canvas = np.asarray(pil).astype(np.float32)
+        for i in order[::-1]:  # least confident first: the best ends on top
             mask = masks[i] > 0
+            if scale != 1.0:
+                mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(
+                    (out_w, out_h), Image.BILINEAR)) >= 128
             color = np.asarray(color_for_class(classes[i]), np.float32)
             canvas[mask] = (1.0 - mask_alpha) * canvas[mask] + mask_alpha * color
             canvas[_mask_outline(mask)] = color
-    pil = Image.fromarray(np.clip(np.round(canvas), 0, 255).astype(np.uint8))
+        pil = Image.fromarray(np.clip(np.round(canvas), 0, 255).astype(np.uint8))
+
     draw = ImageDraw.Draw(pil)
+    xyxy = boxes[order][:, [1, 0, 3, 2]] * np.asarray([sx, sy, sx, sy], np.float32)
+    for i, (x0, y0, x1, y1) in zip(order, xyxy.tolist()):
+        draw.rectangle([x0, y0, max(x1, x0), max(y1, y0)], outline=color_for_class(classes[i]),
+                       width=line_width)
+
+    labels, sizes, offsets = [], [], []
+    pad = max(1, line_width)
     for i in order:
-        color = color_for_class(classes[i])
-        y0, x0, y1, x1 = boxes[i].tolist()
-        draw.rectangle([x0, y0, x1, y1], outline=color, width=line_width)
         label = class_names.get(int(classes[i]), str(int(classes[i])))
         if scores is not None:
-            label = f"{label} {scores[i]:.2f}"
+            label = f"{label} {100 * scores[i]:.0f}%"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        text_w, text_h = right - left, bottom - top
-        pad = max(1, line_width)
-        # Label above the box when it fits, otherwise just inside its top edge.
-        ty = y0 - text_h - 2 * pad if y0 - text_h - 2 * pad >= 0 else y0
-        tx = min(max(x0, 0), max(width - text_w - 2 * pad, 0))
-        draw.rectangle([tx, ty, tx + text_w + 2 * pad, ty + text_h + 2 * pad], fill=color)
+        labels.append(label)
+        sizes.append((right - left + 2 * pad, bottom - top + 2 * pad))
+        offsets.append((pad - left, pad - top))
+    rects = place_labels(xyxy, np.asarray(sizes).reshape(-1, 2), (out_h, out_w), line_width)
+    for i, box, rect in zip(order, xyxy, rects):  # a label moved away from its box points at it
+        label_pt = np.clip((box[:2] + box[2:]) / 2, rect[:2], rect[2:])
+        box_pt = np.clip(label_pt, box[:2], box[2:])
+        if np.hypot(*(label_pt - box_pt)) > 2 * line_width + 2:
+            draw.line([tuple(label_pt), tuple(box_pt)], fill=color_for_class(classes[i]),
+                      width=max(1, line_width // 2))
+    for i, label, rect, offset in zip(order, labels, rects, offsets):
+        color = color_for_class(classes[i])
+        lx, ly, rx, by = rect.tolist()
+        draw.rectangle([lx, ly, rx - 1, by - 1], fill=color)
         luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-        draw.text((tx + pad - left, ty + pad - top), label, font=font,
+        draw.text((lx + offset[0], ly + offset[1]), label, font=font,
                   fill=(0, 0, 0) if luminance > 140 else (255, 255, 255))
     return np.asarray(pil)
 
@@ -177,7 +298,9 @@ def draw_detections(image: np.ndarray,
 def draw_ground_truth(image: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray,
                       gt_masks: np.ndarray | None = None,
                       class_names: Mapping[int, str] | None = None,
-                      mask_threshold: float = 0.5) -> np.ndarray:
+                      mask_threshold: float = 0.5,
+                      *,
+                      min_side: int | None = DRAW_MIN_SIDE) -> np.ndarray:
     """Draws one image of an input-pipeline batch (for the trainer's TensorBoard images).
 
     Args:
@@ -185,6 +308,7 @@ def draw_ground_truth(image: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.nd
         gt_boxes: [M, 4] yxyx canvas pixels; gt_classes: [M] labels, -1 padding.
         gt_masks: [M, S, S] box-cropped masks in {0, 1} (the pipeline's `gt_masks`), or None.
         class_names: {label: name}, e.g. `class_names_by_id(source.categories, key="label")`.
+        min_side: as in `draw_detections` (the picture has the size `draw_detections` gives).
     """
     gt_classes = np.asarray(gt_classes).reshape(-1)
     valid = gt_classes > 0
@@ -193,4 +317,5 @@ def draw_ground_truth(image: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.nd
     if gt_masks is not None:
         masks = paste_box_masks(np.asarray(gt_masks)[valid], boxes, np.asarray(image).shape[:2],
                                 threshold=mask_threshold)
-    return draw_detections(image, boxes, gt_classes[valid], None, masks, class_names)
+    return draw_detections(image, boxes, gt_classes[valid], None, masks, class_names,
+                           min_side=min_side)

@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import training_toys as toys  # noqa: E402
 
 from rethink_tf.evaluation import coco_evaluator, eval_loop  # noqa: E402
+from rethink_tf.utils.visualize import drawing_scale  # noqa: E402
 
 
 def _eval_set(n=6, batch=4):
@@ -49,7 +50,8 @@ def test_run_evaluation_end_to_end():
     assert {r["category_id"] for r in evaluator.results} <= {10, 20, 30}
     assert set(metrics) == {"bbox"} and 0.0 <= metrics["bbox"]["AP"] <= 100.0
     assert metrics["bbox"] == coco_evaluator.coco_metrics(gt, evaluator.results, "bbox", range(1, 7))
-    assert drawn.shape == (2, toys.CANVAS, toys.CANVAS, 3) and drawn.dtype == np.uint8
+    side = round(toys.CANVAS * drawing_scale((toys.CANVAS, toys.CANVAS)))  # small canvases: enlarged
+    assert drawn.shape == (2, side, side, 3) and drawn.dtype == np.uint8
     # A second pass reuses the traced predict function and gives the same results.
     again, _ = eval_loop.run_evaluation(model, ds, evaluator)
     assert again == metrics

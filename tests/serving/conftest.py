@@ -40,17 +40,25 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
-def exported(tiny_model, tmp_path_factory):
-    """SavedModel path, written the way users do: a run directory (config.gin, label_map.json, a
-    trainer checkpoint of the tiny model) exported by `rethink_tf.export.export`, which rebuilds
-    the model from config.gin and restores the checkpoint."""
-    from rethink_tf import export
+def tiny_run(tiny_model, tmp_path_factory):
+    """A run directory as rethink_tf.train leaves it: config.gin, label_map.json,
+    inference_config.json and a trainer checkpoint of the tiny model."""
+    from rethink_tf.serving import model_dir
     model, _, _ = tiny_model
     run = str(tmp_path_factory.mktemp("run"))
     write_run(run, model)
+    model_dir.write_inference_config(run, model)
+    return run
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_run, tmp_path_factory):
+    """SavedModel path, written the way users do: `tiny_run` exported by `rethink_tf.export.export`,
+    which rebuilds the model from config.gin and restores the checkpoint."""
+    from rethink_tf import export
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
     try:
-        export.export(run, path)
+        export.export(tiny_run, path)
     finally:  # export re-parses config.gin; leave gin as the other fixtures expect it
         gin.clear_config()
         config.parse([], TINY_BINDINGS, finalize=False)

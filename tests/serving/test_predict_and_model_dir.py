@@ -9,6 +9,7 @@ import tensorflow as tf
 from PIL import Image
 from pycocotools import mask as mask_util
 
+from rethink_tf.utils.visualize import drawing_scale
 from serving_fixtures import CATEGORIES, coco_image_paths, write_run
 
 
@@ -24,8 +25,12 @@ def test_predict_writes_pictures_and_coco_json(exported, tmp_path):
         stem = os.path.splitext(os.path.basename(image_path))[0]
         original = np.asarray(Image.open(image_path).convert("RGB"))
         drawn = np.asarray(Image.open(out / f"{stem}.png"))
-        assert drawn.shape == original.shape
-        assert np.abs(drawn.astype(int) - original.astype(int)).max() > 100, "nothing drawn"
+        # Drawn enlarged (shorter side < DRAW_MIN_SIDE): compare with the image enlarged the same way.
+        scale = drawing_scale(original.shape[:2])
+        size = (round(original.shape[1] * scale), round(original.shape[0] * scale))
+        assert drawn.shape == (size[1], size[0], 3)
+        enlarged = np.asarray(Image.fromarray(original).resize(size, Image.BILINEAR))
+        assert np.abs(drawn.astype(int) - enlarged.astype(int)).max() > 100, "nothing drawn"
         with open(out / f"{stem}.json") as f:
             dets = json.load(f)
         assert dets and all(d["image_id"] == int(stem) for d in dets)
