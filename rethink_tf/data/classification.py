@@ -12,7 +12,7 @@ and `example_dataset(split, training, input_context, seed, shuffle_buffer)` -> {
   whose header is not a readable image stops the run at start-up with an `InputError` naming the file or
   folder. A file whose pixel data is corrupt fails when first decoded, with an error naming the file.
 - `SyntheticClassificationSource()`: the embedded CPU default (rethink_tf/data/synthetic_classification.py):
-  48 classes, 64x64, generated on first use and cached, read as class folders.
+  10 shape classes, 64x64, generated on first use and cached, read as class folders.
 - `ImageNetTfdsSource(data_dir, manual_dir)`: tensorflow-datasets `imagenet2012` (1000 classes; "val" is
   tfds' "validation"), prepared on first use from ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in
   manual_dir; a missing tar is a `ConfigError` naming the directory and the file.
@@ -210,7 +210,7 @@ def _cache_root():
 
 @gin.configurable
 class SyntheticClassificationSource(ImageFolderSource):
-    """The embedded CPU default: 48 classes of shapes x fills (rethink_tf/data/synthetic_classification.py),
+    """The embedded CPU default: 10 classes of shapes (rethink_tf/data/synthetic_classification.py),
     generated on first use into <data_dir>/synthetic_classification/<version>/ and read as class folders.
 
     Args:
@@ -220,7 +220,7 @@ class SyntheticClassificationSource(ImageFolderSource):
       image_size: side of the square images in pixels.
     """
 
-    def __init__(self, *, data_dir=None, train_per_class=300, val_per_class=50, image_size=64):
+    def __init__(self, *, data_dir=None, train_per_class=1000, val_per_class=100, image_size=64):
         from rethink_tf.data import synthetic_classification  # local: keeps module import light
         validate.path("SyntheticClassificationSource.data_dir", data_dir, allow_none=True)
         validate.integer("SyntheticClassificationSource.train_per_class", train_per_class, minimum=1)

@@ -189,8 +189,7 @@ def test_samples_seen_counts_real_images_at_the_trained_scale():
 
 # ---------- the embedded synthetic set ----------
 @pytest.mark.parametrize("shape,area", [
-    ("circle", math.pi), ("square", 2.0), ("triangle", 3 * math.sqrt(3) / 4), ("hexagon", 3 * math.sqrt(3) / 2),
-    ("pentagon", 5 / 2 * math.sin(2 * math.pi / 5)), ("ellipse", math.pi * 0.55),
+    ("circle", math.pi), ("square", 2.0), ("triangle", 3 * math.sqrt(3) / 4), ("ellipse", math.pi * 0.55),
     ("ring", math.pi * (1 - 0.55 ** 2)), ("rectangle", 4 * 0.894 * 0.447), ("diamond", 2 * 0.55),
     ("semicircle", math.pi / 2), ("cross", 2 * (2 * 0.954 * 0.6) - 0.36),
     ("star", 5 * 0.42 * math.sin(math.pi / 5))])  # ten triangles (centre, tip, notch)
@@ -203,10 +202,10 @@ def test_shape_masks_have_their_analytic_area(shape, area):
 def test_synthetic_set_is_deterministic_balanced_and_cached(tmp_path):
     source = cls.SyntheticClassificationSource(data_dir=tmp_path / "a", train_per_class=1, val_per_class=1,
                                                image_size=32)
-    assert source.num_classes == 48 and source.num_examples("train") == 48 and source.num_examples("val") == 48
+    assert source.num_classes == 10 and source.num_examples("train") == 10 and source.num_examples("val") == 10
     assert sorted(synth.CLASS_NAMES) == list(source.class_names)
     paths, labels = source.files("train")
-    assert sorted(labels.tolist()) == list(range(48))
+    assert sorted(labels.tolist()) == list(range(10))
     for path, label in zip(paths, labels):
         assert os.path.basename(os.path.dirname(path)) == source.class_names[label]
     other = synth.ensure_generated(tmp_path / "b", train_per_class=1, val_per_class=1, image_size=32)

@@ -99,7 +99,7 @@ def test_synthetic_classification_config_builds_the_source_and_batches(clean_gin
         monkeypatch, tmp_path, "data_synthetic_classification.gin",
         **{"SyntheticClassificationSource.data_dir": str(tmp_path), "SyntheticClassificationSource.train_per_class": 1,
            "SyntheticClassificationSource.val_per_class": 1})
-    assert source.num_classes == 48 and source.num_examples("val") == 48
+    assert source.num_classes == 10 and source.num_examples("val") == 10
     batch = next(iter(classification.classification_dataset(source, "train", True, 4, seed=0)))
     assert batch["images"].shape == (4, 64, 64, 3)
 
