@@ -25,8 +25,14 @@ def _pretrain(model_dir, strategy):
     classification_task.pretrain(model_dir, strategy)
 
 
+def _next_commands(model_dir):
+    return ("python -m rethink_tf.train --gin_file=DETECTION_CONFIG "
+            f"--gin_bindings='experiment.backbone_weights = \"{model_dir}/backbone_weights.h5\"' --model_dir=RUN_DIR",
+            f"tensorboard --logdir {model_dir}")
+
+
 def main(argv):
-    cli.run_job(argv, _pretrain)
+    cli.run_job(argv, _pretrain, _next_commands)
 
 
 def run():

@@ -35,6 +35,7 @@ from rethink_tf.utils import validate
 CONFIG_FILE = "config.gin"
 LABEL_MAP_FILE = "label_map.json"
 METRICS_FILE = "metrics.jsonl"
+EVAL_REPORT_FILE = "coco_eval.txt"
 
 
 def write_config(model_dir: str, operative: bool = False) -> str:
@@ -157,6 +158,8 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
     With `tta` (a `rethink_tf.modeling.tta.TestTimeAugmentation`) the images go one by one through
     test-time augmentation (`eval_loop.run_tta_evaluation`; no drawings) and the record has a "tta" entry.
 
+    Also writes DIR/coco_eval.txt: COCOeval's table and the AP per category of this evaluation.
+
     Returns (metrics nested dict, drawn uint8 images or None).
     """
     evaluator = coco_metrics(source)
@@ -179,6 +182,10 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
             max_images=None if max_batches is None else max_batches * eval_batch_size)
         drawn, extra = None, {"tta": tta.config()}
     evaluator.write_results(os.path.join(model_dir, results_name))
+    with open(os.path.join(model_dir, EVAL_REPORT_FILE), "w") as f:
+        f.write(f"Evaluation at step {step} on {len(evaluator.image_ids)} images of {source.name}"
+                f"{' (test-time augmentation)' if tta is not None else ''}; checkpoint {checkpoint}\n"
+                f"{evaluator.report_text()}\n")
     record = {"step": int(step), "checkpoint": checkpoint, "eval_source": source.name,
               "num_eval_images": len(evaluator.image_ids), "wall_time": time.time(),
               **{f"{k}_seen": float(v) for k, v in samples.items()}, **extra, **metrics}

@@ -78,13 +78,28 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def format_progress(step, total_steps, losses, lr, images_per_sec, eta_seconds) -> str:
-    """One line a person reads at a glance: step, loss terms, LR, images/s, ETA."""
-    total = sum(losses.values())
+def format_progress(step, total_steps, losses, lr, images_per_sec, eta_seconds, total=None) -> str:
+    """One line a person reads at a glance: step, loss terms, LR, images/s, ETA.
+
+    `total` defaults to the sum of the terms (pass the median of the totals when the terms are medians).
+    """
+    total = sum(losses.values()) if total is None else total
     terms = " ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()))
     speed = f"{images_per_sec:.1f}" if math.isfinite(images_per_sec) else "?"
     return (f"step {step}/{total_steps} ({100.0 * step / total_steps:.1f}%) | loss {total:.4f} [{terms}] | "
             f"lr {lr:.5g} | {speed} img/s | ETA {format_duration(eta_seconds)}")
+
+
+def window_medians(window: list[dict]) -> tuple[dict, float]:
+    """The median of each loss term and of their sum over the steps of a logging window
+    ({term: float} per step), as detectron2 logs them: one unlucky batch does not make the line."""
+    terms = {k: float(np.median([losses[k] for losses in window])) for k in window[-1]}
+    return terms, float(np.median([sum(losses.values()) for losses in window]))
+
+
+# What the last `Trainer.train` of this process did, for the run summary of the command-line jobs
+# (`rethink_tf.utils.cli.run_job`): {"start_step", "end_step", "total_steps", "global_batch_size"}.
+LAST_RUN: dict = {}
 
 
 def _validate_arguments(**args):
@@ -112,7 +127,7 @@ class Trainer:
       weight_decay: coupled L2 coefficient (1e-4); which variables: `optimizer.parameter_groups`.
       checkpoint_every: steps between checkpoints.
       keep_checkpoints: how many recent checkpoints to keep.
-      log_every: steps between progress lines.
+      log_every: steps between progress lines; their losses are medians over these steps.
       summary_every: steps between TensorBoard scalar writes.
       eval_every: steps between evaluations (0: only at the end; None or -1: never).
       mixed_precision: None, "mixed_bfloat16" or "mixed_float16" (float16 adds dynamic loss scaling).
@@ -395,16 +410,21 @@ class Trainer:
             eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
         else:
             train_writer = eval_writer = tf.summary.create_noop_writer()
-        logging.info("Training from step %d to %d (global batch %d, %d replica(s))", step, end,
-                     self.global_batch_size, self.strategy.num_replicas_in_sync)
-        losses = {}
+        logging.info("Training from step %d to %d (global batch %d, %d replica(s)); progress every %d steps, "
+                     "losses as medians over them", step, end, self.global_batch_size,
+                     self.strategy.num_replicas_in_sync, self.log_every)
+        LAST_RUN.clear()
+        LAST_RUN.update(start_step=step, end_step=step, total_steps=total_steps,
+                        global_batch_size=self.global_batch_size)
+        losses, window = {}, []
         window_start, window_step = time.time(), step
         images_per_sec = float("nan")
         first_of_process = True
         while step < end:
             batch = self._next_batch()
             losses = {k: float(v) for k, v in self._train_step(batch).items()}
-            step = self.step
+            step = LAST_RUN["end_step"] = self.step
+            window.append(losses)
             guards.check_losses(step, losses, self._checkpointer.latest(), self.model_dir)
             if first_of_process:
                 first_of_process = False
@@ -417,8 +437,9 @@ class Trainer:
                 if step > window_step and elapsed > 0:
                     images_per_sec = (step - window_step) * self.global_batch_size / elapsed
                 eta = (end - step) * self.global_batch_size / images_per_sec if images_per_sec > 0 else float("nan")
-                logging.info("%s", format_progress(step, total_steps, losses, lr, images_per_sec, eta))
-                window_start, window_step = time.time(), step
+                terms, total = window_medians(window)
+                logging.info("%s", format_progress(step, total_steps, terms, lr, images_per_sec, eta, total))
+                window_start, window_step, window = time.time(), step, []
             if step % self.summary_every == 0 or step == end:
                 with train_writer.as_default(step=step):
                     for k, v in losses.items():
