@@ -367,6 +367,17 @@ class Trainer:
 
         return tf.function(train_step)
 
+    def hparams(self) -> dict:
+        """The run's hyper-parameters for TensorBoard: schedule, batch, replicas, the Trainer's settings
+        and the explicit gin bindings of the model, data and job (`summaries.run_hparams`)."""
+        spec = self.schedule
+        return summaries.run_hparams({
+            "global_batch_size": self.global_batch_size, "num_replicas": self.strategy.num_replicas_in_sync,
+            "strategy": type(self.strategy).__name__, "base_lr": spec.base_lr, "total_steps": spec.total_steps,
+            "lr_boundaries": spec.boundaries, "warmup_steps": spec.warmup_steps, "weight_decay": self.weight_decay,
+            "mixed_precision": keras.mixed_precision.global_policy().name, "jit_compile": self.jit_compile,
+            "seed": self.seed})
+
     # ----- the loop -----
     def _save(self, step: int):
         self._weight_check.check(step, self._checkpointer.latest(), self.model_dir)
@@ -389,9 +400,9 @@ class Trainer:
         scalars, images = self.task.evaluate(self.model, step, self._samples_now())
         with eval_writer.as_default(step=step):
             for name, value in scalars.items():
-                summaries.scalar(name, value)
+                tf.summary.scalar(name, value)
             for name, value in (images or {}).items():
-                summaries.image(name, value, max_outputs=len(value))
+                tf.summary.image(name, value, max_outputs=len(value))
         eval_writer.flush()
         if final:
             checkpointing.record_final_eval(self.model_dir, step)
@@ -431,6 +442,8 @@ class Trainer:
                 window_start, window_step = time.time(), step  # exclude tracing from the speed
                 if self.after_first_step is not None and self.chief:
                     self.after_first_step()
+                with train_writer.as_default(step=step):  # after the first step: gin's operative config is complete
+                    summaries.write_config_and_hparams(self.hparams(), gin.operative_config_str())
             lr = float(self.lr_schedule(step - 1))
             if step % self.log_every == 0 or step == end:
                 elapsed = time.time() - window_start
@@ -443,15 +456,15 @@ class Trainer:
             if step % self.summary_every == 0 or step == end:
                 with train_writer.as_default(step=step):
                     for k, v in losses.items():
-                        summaries.scalar(f"loss/{k}", v)
-                    summaries.scalar("loss/total", sum(losses.values()))
-                    summaries.scalar("learning_rate", lr)
+                        tf.summary.scalar(f"loss/{k}", v)
+                    tf.summary.scalar("loss/total", sum(losses.values()))
+                    tf.summary.scalar("learning_rate", lr)
                     if math.isfinite(images_per_sec):
-                        summaries.scalar("images_per_sec", images_per_sec)
+                        tf.summary.scalar("images_per_sec", images_per_sec)
                     for k, v in self._samples_now().items():
                         kind = k[len("total_"):] if k.startswith("total_") else k
                         if not k.startswith("pretrain_"):
-                            summaries.scalar(f"samples_seen{'_total' if kind != k else ''}/{kind}", v)
+                            tf.summary.scalar(f"samples_seen{'_total' if kind != k else ''}/{kind}", v)
                 train_writer.flush()
             paused = False
             if step % self.checkpoint_every == 0 or step == end:
