@@ -31,7 +31,7 @@ _NO_NVIDIA_DRIVER = not os.path.exists("/dev/nvidiactl")
 NATIVE_NOISE = tuple(re.compile(p) for p in (
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
     r"^I\d{4} [\d:. ]+\d+ port\.cc:\d+\] oneDNN custom operations are on\.",
-    r"^E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_INT64 only on platforms with AVX-512\.",
+    r"^E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_[A-Z0-9]+ only on platforms with AVX-512\.",
 ) + ((
     # Without an NVIDIA driver the CUDA build of TensorFlow says so, once at INFO and once at ERROR; with
     # a driver (a GPU machine) both lines mean something and pass.
