@@ -26,8 +26,10 @@ def _pretrain(model_dir, strategy):
 
 
 def _next_commands(model_dir):
-    return ("python -m rethink_tf.train --gin_file=DETECTION_CONFIG "
-            f"--gin_bindings='experiment.backbone_weights = \"{model_dir}/backbone_weights.h5\"' --model_dir=RUN_DIR",
+    # The fine-tuning run of the synthetic pre-training; pretrain_2x.gin (COCO) takes the same binding.
+    return ("python -m rethink_tf.train --gin_file=finetune_synthetic_cpu "
+            f"--gin_bindings='experiment.backbone_weights = \"{model_dir}/backbone_weights.h5\"' "
+            "--model_dir=runs/finetune",
             f"tensorboard --logdir {model_dir}")
 
 

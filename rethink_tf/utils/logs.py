@@ -13,7 +13,8 @@ Two kinds of lines are not errors yet look like them (measured with TensorFlow 2
   pipe to its end. `RETHINK_TF_RAW_LOG=1` turns it off.
 - Python records: gin's include-path probe logs "Path not found" at ERROR for every `include` it
   then finds on a search path (a missing include is still an error: gin raises, `cli` reports it), and
-  TensorFlow's checkpoint saver logs "Sharding callback duration" at INFO for every save.
+  TensorFlow's checkpoint saver logs "Sharding callback duration" at INFO for every save, and
+  MirroredStrategy logs its all-reduce choice for every reduction it traces.
   `configure_python_logging` drops those records (`drop_noise`) and gives the lines a short prefix:
   `I 14:02:10 trainer] step 10/40 ...` (level letter, local time, module).
 """
@@ -97,12 +98,16 @@ PYTHON_NOISE = (
     ("resource_reader", "Path not found: "),          # gin's include probe before its search paths
     ("resource_reader", "system_path_file_exists:"),  # the probe itself, at INFO
     ("functional_saver", "Sharding callback duration"),
+    # MirroredStrategy: one INFO line per all-reduce while a step is traced, and a warning about the one
+    # eager `strategy.run` that builds the variables (the training step itself is a tf.function).
+    ("cross_device_ops", "Reduce to "),
+    ("mirrored_run", "Using MirroredStrategy eagerly has significant overhead"),
 )
 
 
 def drop_noise(record: logging.LogRecord) -> bool:
     """logging filter: False for the records of PYTHON_NOISE."""
-    message = str(record.msg)
+    message = record.getMessage()
     return not any(record.module == module and message.startswith(start) for module, start in PYTHON_NOISE)
 
 

@@ -38,12 +38,14 @@ def test_native_filter_drops_only_the_known_lines():
 
 
 def _record(module, msg, level=logging.ERROR):
-    return logging.LogRecord("root", level, f"/x/{module}.py", 1, msg, ("base/data_synthetic.gin",), None)
+    args = ("base/data_synthetic.gin",) if "%s" in msg else ()
+    return logging.LogRecord("root", level, f"/x/{module}.py", 1, msg, args, None)
 
 
 def test_python_filter_drops_gin_probe_and_sharding_lines():
     assert not logs.drop_noise(_record("resource_reader", "Path not found: %s"))
     assert not logs.drop_noise(_record("functional_saver", "Sharding callback duration: %s microseconds"))
+    assert not logs.drop_noise(_record("cross_device_ops", "Reduce to /cpu:0 then broadcast to ('/cpu:0',).", 20))
     assert logs.drop_noise(_record("resource_reader", "Unable to open file: %s"))
     assert logs.drop_noise(_record("trainer", "Path not found: %s"))
     line = logs.ShortFormatter().format(_record("trainer", "step %s", logging.INFO))
