@@ -93,22 +93,24 @@ def filter_native_stderr() -> bool:
     return True
 
 
-# Python log records that are not what they look like: (logger module, message start).
-PYTHON_NOISE = (
-    ("resource_reader", "Path not found: "),          # gin's include probe before its search paths
-    ("resource_reader", "system_path_file_exists:"),  # the probe itself, at INFO
-    ("functional_saver", "Sharding callback duration"),
-    # MirroredStrategy: one INFO line per all-reduce while a step is traced, and a warning about the one
-    # eager `strategy.run` that builds the variables (the training step itself is a tf.function).
-    ("cross_device_ops", "Reduce to "),
-    ("mirrored_run", "Using MirroredStrategy eagerly has significant overhead"),
-)
+# Python log records that are not what they look like: (logger module, regular expression the message
+# starts with).
+PYTHON_NOISE = tuple((module, re.compile(pattern)) for module, pattern in (
+    ("resource_reader", r"Path not found: "),          # gin's include probe before its search paths
+    ("resource_reader", r"system_path_file_exists:"),  # the probe itself, at INFO
+    ("functional_saver", r"Sharding callback duration"),
+    # Mirrored / multi-worker strategies: INFO lines on the all-reduces of every traced step, and a
+    # warning about the one eager `strategy.run` that builds the variables (the step is a tf.function).
+    ("cross_device_ops", r"Reduce to .* then broadcast to "),
+    ("cross_device_ops", r"Collective all_reduce tensors: "),
+    ("mirrored_run", r"Using \w+ eagerly has significant overhead"),
+))
 
 
 def drop_noise(record: logging.LogRecord) -> bool:
     """logging filter: False for the records of PYTHON_NOISE."""
     message = record.getMessage()
-    return not any(record.module == module and message.startswith(start) for module, start in PYTHON_NOISE)
+    return not any(record.module == module and pattern.match(message) for module, pattern in PYTHON_NOISE)
 
 
 class ShortFormatter(logging.Formatter):

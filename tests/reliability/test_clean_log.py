@@ -46,6 +46,8 @@ def test_python_filter_drops_gin_probe_and_sharding_lines():
     assert not logs.drop_noise(_record("resource_reader", "Path not found: %s"))
     assert not logs.drop_noise(_record("functional_saver", "Sharding callback duration: %s microseconds"))
     assert not logs.drop_noise(_record("cross_device_ops", "Reduce to /cpu:0 then broadcast to ('/cpu:0',).", 20))
+    assert not logs.drop_noise(_record("mirrored_run", "Using CollectiveAllReduceStrategy eagerly has significant "
+                                                       "overhead currently.", 30))
     assert logs.drop_noise(_record("resource_reader", "Unable to open file: %s"))
     assert logs.drop_noise(_record("trainer", "Path not found: %s"))
     line = logs.ShortFormatter().format(_record("trainer", "step %s", logging.INFO))
