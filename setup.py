@@ -32,6 +32,8 @@ setup(
         # CPU-only distribution over the `tensorflow/` package of a GPU machine.
         "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",
+        # tf.summary.scalar / image / text and the HParams dashboard's summaries live in `tensorboard`.
+        "tensorboard>=2.21,<2.22",
         "keras-cv==0.9.0",
         "tensorflow-datasets>=4.9,<5",
         # tensorflow-datasets 4.9.10 imports it to prepare any builder but does not declare it.

@@ -25,8 +25,16 @@ def _pretrain(model_dir, strategy):
     classification_task.pretrain(model_dir, strategy)
 
 
+def _next_commands(model_dir):
+    # The fine-tuning run of the synthetic pre-training; pretrain_2x.gin (COCO) takes the same binding.
+    return ("python -m rethink_tf.train --gin_file=finetune_synthetic_cpu "
+            f"--gin_bindings='experiment.backbone_weights = \"{model_dir}/backbone_weights.h5\"' "
+            "--model_dir=runs/finetune",
+            f"tensorboard --logdir {model_dir}")
+
+
 def main(argv):
-    cli.run_job(argv, _pretrain)
+    cli.run_job(argv, _pretrain, _next_commands)
 
 
 def run():

@@ -23,8 +23,13 @@ def _train(model_dir, strategy):
     experiment.experiment(model_dir, strategy)
 
 
+def _next_commands(model_dir):
+    return (f"python -m rethink_tf.export --model_dir={model_dir} --export_dir={model_dir}/export",
+            f"tensorboard --logdir {model_dir}")
+
+
 def main(argv):
-    cli.run_job(argv, _train)
+    cli.run_job(argv, _train, _next_commands)
 
 
 def run():

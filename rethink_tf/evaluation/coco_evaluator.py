@@ -77,17 +77,33 @@ def detections_to_results(detections: dict, image_ids, image_info, label_to_cate
     return results
 
 
-def _quiet(fn, *args):
-    with contextlib.redirect_stdout(io.StringIO()):
+def _quiet(fn, *args, out=None):
+    with contextlib.redirect_stdout(out if out is not None else io.StringIO()):
         return fn(*args)
 
 
-def coco_metrics(coco_gt: COCO, results: list[dict], iou_type: str, image_ids=None) -> dict[str, float]:
+def per_category_ap(evaluator: COCOeval) -> dict[int, float]:
+    """{category id: AP in percent} of an accumulated COCOeval (IoU 0.50:0.95, all areas, 100 dets);
+    -1 for a category without ground truth among the evaluated images."""
+    precision = evaluator.eval["precision"]  # [IoU thresholds, recall points, categories, areas, max dets]
+    out = {}
+    for k, category_id in enumerate(evaluator.params.catIds):
+        values = precision[:, :, k, 0, -1]
+        values = values[values > -1]
+        out[int(category_id)] = float(np.mean(values)) * 100.0 if values.size else -1.0
+    return out
+
+
+def coco_metrics(coco_gt: COCO, results: list[dict], iou_type: str, image_ids=None,
+                 report: dict | None = None) -> dict[str, float]:
     """Runs COCOeval; returns {AP, AP50, AP75, APs, APm, APl} in percent.
 
     `image_ids` restricts the evaluation to the images that were run (default: all of `coco_gt`).
-    With no results at all every metric is 0.
+    With no results at all every metric is 0. A `report` dict receives "table" (COCOeval's 12-line
+    summary as it prints it; empty without results) and "per_category" ({category id: AP}).
     """
+    if report is not None:
+        report.update(table="", per_category={})
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     if not results:
@@ -102,7 +118,10 @@ def coco_metrics(coco_gt: COCO, results: list[dict], iou_type: str, image_ids=No
         evaluator.params.imgIds = sorted(int(i) for i in image_ids)
     _quiet(evaluator.evaluate)
     _quiet(evaluator.accumulate)
-    _quiet(evaluator.summarize)
+    table = io.StringIO()
+    _quiet(evaluator.summarize, out=table)
+    if report is not None:
+        report.update(table=table.getvalue(), per_category=per_category_ap(evaluator))
     # COCOeval reports -1 where a size range has no ground truth; keep it as -1 (not averaged in).
     return {name: float(v) * 100.0 if v >= 0 else -1.0 for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
 
@@ -126,6 +145,7 @@ class CocoEvaluator:
     def reset(self):
         self.results: list[dict] = []
         self.image_ids: set[int] = set()
+        self.reports: dict[str, dict] = {}  # {"bbox" / "segm": coco_metrics' report} of the last evaluate
 
     def update(self, detections: dict, image_ids, image_info):
         """Adds one batch (numpy arrays; see `detections_to_results`)."""
@@ -147,10 +167,19 @@ class CocoEvaluator:
         unknown = self.image_ids - set(self.coco_gt.getImgIds())
         if unknown:
             raise ValueError(f"CocoEvaluator: image ids not in the ground truth: {sorted(unknown)[:5]}")
-        metrics = {"bbox": coco_metrics(self.coco_gt, self.results, "bbox", self.image_ids)}
-        if self.include_masks:
-            metrics["segm"] = coco_metrics(self.coco_gt, self.results, "segm", self.image_ids)
-        return metrics
+        self.reports = {kind: {} for kind in (("bbox", "segm") if self.include_masks else ("bbox",))}
+        return {kind: coco_metrics(self.coco_gt, self.results, kind, self.image_ids, report)
+                for kind, report in self.reports.items()}
+
+    def report_text(self) -> str:
+        """The last `evaluate` as a person reads it: per kind, COCOeval's table and the AP per category."""
+        names = {c["id"]: c["name"] for c in self.coco_gt.loadCats(self.coco_gt.getCatIds())}
+        blocks = []
+        for kind, report in self.reports.items():
+            per_category = "  ".join(f"{names.get(i, i)} {ap:.1f}" for i, ap in report["per_category"].items())
+            blocks.append(f"{kind}:\n{report['table'].rstrip() or '  (no detections)'}\n"
+                          f"  AP per category: {per_category or '-'}")
+        return "\n".join(blocks)
 
 
 def flatten_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:

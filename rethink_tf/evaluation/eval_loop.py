@@ -9,6 +9,8 @@ import tensorflow as tf
 from absl import logging
 
 INFERENCE_KEYS = ("images", "image_info")
+GROUND_TRUTH_KEYS = ("gt_boxes", "gt_classes", "gt_masks")
+GAP = 4  # pixels between the ground truth and the predictions of a drawn evaluation image
 
 
 _PREDICT_FNS = {}
@@ -34,12 +36,15 @@ def make_predict_fn(model, jit_compile: bool = False):
 
 def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=None,
                      normalization=None) -> np.ndarray:
-    """Draws the detections of the first `max_images` real images of a batch on their canvas crops.
+    """Draws the detections of the first `max_images` real images of a batch on their canvases.
 
-    `normalization` (a preprocess.PixelNormalization) undoes the pipeline's; without it the default mean
-    and `pixel_std`.
+    With the batch's ground truth (`gt_boxes`, `gt_classes`, optional `gt_masks`) each image is drawn
+    twice, side by side with a GAP-pixel white band: ground truth on the left, predictions on the right
+    (`visualize.draw_ground_truth`, `visualize.draw_detections`). `normalization` (a
+    preprocess.PixelNormalization) undoes the pipeline's; without it the default mean and `pixel_std`.
 
-    Returns uint8 [N, H, W, 3] (the valid region of the canvas, padded to the canvas size).
+    Returns uint8 [N, H, W, 3], or [N, H, 2 W + GAP, 3] with the ground truth; H, W: the canvas size
+    as drawn (enlarged by `visualize.drawing_scale` when small).
     """
     from rethink_tf.utils import visualize
 
@@ -63,6 +68,11 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
             masks[:, :scaled_h, :scaled_w] = visualize.paste_box_masks(
                 np.asarray(detections["detection_masks"][i][:n]), boxes, (scaled_h, scaled_w))
         drawn = visualize.draw_detections(canvas, boxes, classes, scores, masks, class_names)
+        if "gt_boxes" in batch and "gt_classes" in batch:
+            truth = visualize.draw_ground_truth(canvas, batch["gt_boxes"][i], batch["gt_classes"][i],
+                                                batch["gt_masks"][i] if "gt_masks" in batch else None, class_names)
+            band = np.full((drawn.shape[0], GAP, 3), 255, np.uint8)
+            drawn = np.concatenate([truth, band, drawn], axis=1)
         images.append(drawn)
     return np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
 
@@ -93,6 +103,8 @@ def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None,
         detections = predict(batch["images"], batch["image_info"])
         detections = {k: v.numpy() for k, v in detections.items()}
         batch_np = {k: batch[k].numpy() for k in ("image_id", "image_info")}
+        if index == 0 and num_images_to_draw:
+            batch_np.update({k: batch[k].numpy() for k in GROUND_TRUTH_KEYS if k in batch})
         evaluator.update(detections, batch_np["image_id"], batch_np["image_info"])
         count += int(np.sum(batch_np["image_id"] >= 0))
         if index == 0 and num_images_to_draw:

@@ -35,6 +35,9 @@ from rethink_tf.utils import validate
 CONFIG_FILE = "config.gin"
 LABEL_MAP_FILE = "label_map.json"
 METRICS_FILE = "metrics.jsonl"
+EVAL_REPORT_FILE = "coco_eval.txt"
+# TensorBoard images of an evaluation: each validation image twice, ground truth | predictions.
+EVAL_IMAGES_TAG = "eval/ground_truth_vs_predictions"
 
 
 def write_config(model_dir: str, operative: bool = False) -> str:
@@ -157,6 +160,8 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
     With `tta` (a `rethink_tf.modeling.tta.TestTimeAugmentation`) the images go one by one through
     test-time augmentation (`eval_loop.run_tta_evaluation`; no drawings) and the record has a "tta" entry.
 
+    Also writes DIR/coco_eval.txt: COCOeval's table and the AP per category of this evaluation.
+
     Returns (metrics nested dict, drawn uint8 images or None).
     """
     evaluator = coco_metrics(source)
@@ -179,6 +184,10 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
             max_images=None if max_batches is None else max_batches * eval_batch_size)
         drawn, extra = None, {"tta": tta.config()}
     evaluator.write_results(os.path.join(model_dir, results_name))
+    with open(os.path.join(model_dir, EVAL_REPORT_FILE), "w") as f:
+        f.write(f"Evaluation at step {step} on {len(evaluator.image_ids)} images of {source.name}"
+                f"{' (test-time augmentation)' if tta is not None else ''}; checkpoint {checkpoint}\n"
+                f"{evaluator.report_text()}\n")
     record = {"step": int(step), "checkpoint": checkpoint, "eval_source": source.name,
               "num_eval_images": len(evaluator.image_ids), "wall_time": time.time(),
               **{f"{k}_seen": float(v) for k, v in samples.items()}, **extra, **metrics}
@@ -242,7 +251,7 @@ class DetectionTask(task_lib.Task):
             model, self.eval_source, self.model_dir, step, samples, eval_batch_size=self.eval_batch_size,
             max_batches=self.eval_max_batches, images_to_draw=self.images_to_draw,
             results_name="coco_results.json", checkpoint=os.path.join(self.model_dir, f"ckpt-{step}"))
-        images = {"eval/predictions": drawn} if drawn is not None and len(drawn) else {}
+        images = {EVAL_IMAGES_TAG: drawn} if drawn is not None and len(drawn) else {}
         return coco_evaluator.flatten_metrics(metrics), images
 
 
@@ -265,7 +274,7 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
       global_batch_size: images per step over all replicas (16 in the paper).
       eval_batch_size: images per evaluation batch (single device, on the chief).
       eval_max_batches: evaluate on only this many batches (quick configs); None = the whole split.
-      images_to_draw: validation images with predicted boxes and masks sent to TensorBoard.
+      images_to_draw: validation images sent to TensorBoard, ground truth beside predicted boxes and masks.
       max_steps: stop after this many steps of this process (smoke runs); None = the whole schedule.
       backbone_weights: backbone weight file to start from (the "w/ pre-train" arm); None = random init.
       init_checkpoint: another run's checkpoint (prefix DIR/ckpt-N, or DIR for its latest) whose variables
@@ -367,8 +376,6 @@ def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_sour
         from rethink_tf.modeling.tta import TestTimeAugmentation
 
         augmentation = TestTimeAugmentation()
-    from rethink_tf.training import summaries
-
     if eval_source is None:
         eval_source = _experiment_parameter("eval_source", None)
         if isinstance(eval_source, gin.config.ConfigurableReference):
@@ -405,8 +412,8 @@ def evaluate_checkpoint(model_dir: str, checkpoint: str | None = None, eval_sour
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval_tta" if tta else "eval"))
     with writer.as_default(step=step):
         for tag, value in coco_evaluator.flatten_metrics(metrics).items():
-            summaries.scalar(tag, value)
+            tf.summary.scalar(tag, value)
         if drawn is not None and len(drawn):
-            summaries.image("eval/predictions", drawn, max_outputs=len(drawn))
+            tf.summary.image(EVAL_IMAGES_TAG, drawn, max_outputs=len(drawn))
     writer.flush()
     return metrics

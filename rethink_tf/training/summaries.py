@@ -1,58 +1,102 @@
-"""TensorBoard scalars and images written with TF core only.
+"""TensorBoard: what a run writes besides `tf.summary.scalar` / `tf.summary.image`, and readers.
 
-`tf.summary.scalar` / `tf.summary.image` live in the `tensorboard` package, which tensorflow-cpu
-does not install. These write the same records (the scalars and images plugins' formats) through
-`tf.summary.write`, so TensorBoard, when installed anywhere, reads them as usual.
+Writing uses TensorBoard's own summary ops (`tf.summary.*`, from the `tensorboard` package, a
+dependency). Here: the run's configuration as text and its hyper-parameters (the HParams dashboard),
+and readers of event files for the tests and the plots (no TensorBoard server needed).
 """
 
 from __future__ import annotations
 
+import gin
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
+
+# Configurables whose explicit bindings become hyper-parameters of the run (besides the Trainer's own).
+HPARAM_CONFIGURABLES = ("experiment", "pretrain", "paper_schedule", "build_model", "build_norm", "build_dataset")
 
 
-def _metadata(plugin_name: str) -> summary_pb2.SummaryMetadata:
-    meta = summary_pb2.SummaryMetadata()
-    meta.plugin_data.plugin_name = plugin_name
-    meta.plugin_data.content = b""
-    return meta
+def _hparam_value(value):
+    """An HParams value: bool, int, float or str (tuples, references and None as their text)."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
-def scalar(name: str, value, step: int | None = None) -> None:
-    """Writes one float32 scalar to the default writer (same record as tf.summary.scalar)."""
-    tf.summary.write(name, tf.cast(value, tf.float32), step=step, metadata=_metadata("scalars"))
+def run_hparams(base: dict) -> dict:
+    """{name: value} of the run: `base` (the Trainer's settings) plus the explicit gin bindings of
+    HPARAM_CONFIGURABLES, as `configurable.parameter`."""
+    out = {k: _hparam_value(v) for k, v in base.items()}
+    for name in HPARAM_CONFIGURABLES:
+        try:
+            bindings = gin.get_bindings(name, resolve_references=False)  # no source is built
+        except ValueError:  # not a registered configurable in this process
+            continue
+        out.update({f"{name}.{k}": _hparam_value(v) for k, v in sorted(bindings.items())})
+    return out
 
 
-def image(name: str, images, step: int | None = None, max_outputs: int = 3) -> None:
-    """Writes uint8 images [N, H, W, 3] as PNGs (same record as tf.summary.image)."""
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"summaries.image({name!r}): expected [N, H, W, C] images, got shape {images.shape}")
-    images = images[:max_outputs].astype(np.uint8)
-    encoded = [tf.io.encode_png(im).numpy() for im in images]
-    h, w = images.shape[1:3]
-    tensor = tf.constant([str(w).encode(), str(h).encode()] + encoded, dtype=tf.string)
-    tf.summary.write(name, tensor, step=step, metadata=_metadata("images"))
+def write_config_and_hparams(hparams: dict, operative_config: str) -> None:
+    """To the default writer: the operative gin config as text (tag `config/operative_gin`, shown
+    verbatim: TensorBoard renders text as markdown, so it goes in a code block) and `hparams` for the
+    HParams dashboard."""
+    from tensorboard.plugins.hparams import api as hp
+
+    tf.summary.text("config/operative_gin", "```\n" + operative_config + "\n```")
+    hp.hparams(hparams)
 
 
-def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
-    """Reads back the scalars written under `event_dir` as {tag: [(step, value), ...]} (tests, plots)."""
-    out: dict[str, list[tuple[int, float]]] = {}
+def _values(event_dir: str, plugin: str):
+    """(tag, step, tensor proto) of every summary value of `plugin` under `event_dir`."""
     for path in sorted(tf.io.gfile.glob(f"{event_dir}/events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for v in event.summary.value:
-                if v.metadata.plugin_data.plugin_name == "scalars":
-                    out.setdefault(v.tag, []).append((int(event.step), float(tf.make_ndarray(v.tensor))))
+                if v.metadata.plugin_data.plugin_name == plugin:
+                    yield v.tag, int(event.step), v.tensor
+
+
+def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """The scalars under `event_dir` as {tag: [(step, value), ...]} (tests, plots)."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for tag, step, tensor in _values(event_dir, "scalars"):
+        out.setdefault(tag, []).append((step, float(tf.make_ndarray(tensor))))
     return out
 
 
 def read_image_tags(event_dir: str) -> list[str]:
     """Tags of the image summaries under `event_dir`."""
-    tags = []
+    return [tag for tag, _, _ in _values(event_dir, "images")]
+
+
+def read_images(event_dir: str) -> dict[str, list[tuple[int, np.ndarray]]]:
+    """The images under `event_dir` as {tag: [(step, uint8 [N, H, W, C]), ...]}."""
+    out: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for tag, step, tensor in _values(event_dir, "images"):
+        encoded = tf.make_ndarray(tensor)[2:]  # [width, height, png, png, ...]
+        images = np.stack([tf.io.decode_png(png).numpy() for png in encoded]) if len(encoded) else None
+        out.setdefault(tag, []).append((step, images))
+    return out
+
+
+def read_texts(event_dir: str) -> dict[str, list[tuple[int, str]]]:
+    """The text summaries under `event_dir` as {tag: [(step, text), ...]}."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for tag, step, tensor in _values(event_dir, "text"):
+        out.setdefault(tag, []).append((step, tf.make_ndarray(tensor).item().decode()))
+    return out
+
+
+def read_hparams(event_dir: str) -> dict:
+    """The hyper-parameters written by `write_config_and_hparams` under `event_dir` ({} if none)."""
+    from tensorboard.plugins.hparams import metadata
+
     for path in sorted(tf.io.gfile.glob(f"{event_dir}/events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
-            tags += [v.tag for v in event.summary.value if v.metadata.plugin_data.plugin_name == "images"]
-    return tags
+            for v in tf.compat.v1.Event.FromString(record.numpy()).summary.value:
+                if v.metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME:
+                    continue
+                data = metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content) \
+                    if v.tag == metadata.SESSION_START_INFO_TAG else None
+                if data is not None:
+                    return {k: getattr(p, p.WhichOneof("kind")) for k, p in data.hparams.items()}
+    return {}

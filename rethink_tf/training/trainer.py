@@ -78,13 +78,28 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def format_progress(step, total_steps, losses, lr, images_per_sec, eta_seconds) -> str:
-    """One line a person reads at a glance: step, loss terms, LR, images/s, ETA."""
-    total = sum(losses.values())
+def format_progress(step, total_steps, losses, lr, images_per_sec, eta_seconds, total=None) -> str:
+    """One line a person reads at a glance: step, loss terms, LR, images/s, ETA.
+
+    `total` defaults to the sum of the terms (pass the median of the totals when the terms are medians).
+    """
+    total = sum(losses.values()) if total is None else total
     terms = " ".join(f"{k} {v:.4f}" for k, v in sorted(losses.items()))
     speed = f"{images_per_sec:.1f}" if math.isfinite(images_per_sec) else "?"
     return (f"step {step}/{total_steps} ({100.0 * step / total_steps:.1f}%) | loss {total:.4f} [{terms}] | "
             f"lr {lr:.5g} | {speed} img/s | ETA {format_duration(eta_seconds)}")
+
+
+def window_medians(window: list[dict]) -> tuple[dict, float]:
+    """The median of each loss term and of their sum over the steps of a logging window
+    ({term: float} per step), as detectron2 logs them: one unlucky batch does not make the line."""
+    terms = {k: float(np.median([losses[k] for losses in window])) for k in window[-1]}
+    return terms, float(np.median([sum(losses.values()) for losses in window]))
+
+
+# What the last `Trainer.train` of this process did, for the run summary of the command-line jobs
+# (`rethink_tf.utils.cli.run_job`): {"start_step", "end_step", "total_steps", "global_batch_size"}.
+LAST_RUN: dict = {}
 
 
 def _validate_arguments(**args):
@@ -112,7 +127,7 @@ class Trainer:
       weight_decay: coupled L2 coefficient (1e-4); which variables: `optimizer.parameter_groups`.
       checkpoint_every: steps between checkpoints.
       keep_checkpoints: how many recent checkpoints to keep.
-      log_every: steps between progress lines.
+      log_every: steps between progress lines; their losses are medians over these steps.
       summary_every: steps between TensorBoard scalar writes.
       eval_every: steps between evaluations (0: only at the end; None or -1: never).
       mixed_precision: None, "mixed_bfloat16" or "mixed_float16" (float16 adds dynamic loss scaling).
@@ -352,6 +367,17 @@ class Trainer:
 
         return tf.function(train_step)
 
+    def hparams(self) -> dict:
+        """The run's hyper-parameters for TensorBoard: schedule, batch, replicas, the Trainer's settings
+        and the explicit gin bindings of the model, data and job (`summaries.run_hparams`)."""
+        spec = self.schedule
+        return summaries.run_hparams({
+            "global_batch_size": self.global_batch_size, "num_replicas": self.strategy.num_replicas_in_sync,
+            "strategy": type(self.strategy).__name__, "base_lr": spec.base_lr, "total_steps": spec.total_steps,
+            "lr_boundaries": spec.boundaries, "warmup_steps": spec.warmup_steps, "weight_decay": self.weight_decay,
+            "mixed_precision": keras.mixed_precision.global_policy().name, "jit_compile": self.jit_compile,
+            "seed": self.seed})
+
     # ----- the loop -----
     def _save(self, step: int):
         self._weight_check.check(step, self._checkpointer.latest(), self.model_dir)
@@ -374,9 +400,9 @@ class Trainer:
         scalars, images = self.task.evaluate(self.model, step, self._samples_now())
         with eval_writer.as_default(step=step):
             for name, value in scalars.items():
-                summaries.scalar(name, value)
+                tf.summary.scalar(name, value)
             for name, value in (images or {}).items():
-                summaries.image(name, value, max_outputs=len(value))
+                tf.summary.image(name, value, max_outputs=len(value))
         eval_writer.flush()
         if final:
             checkpointing.record_final_eval(self.model_dir, step)
@@ -395,42 +421,50 @@ class Trainer:
             eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
         else:
             train_writer = eval_writer = tf.summary.create_noop_writer()
-        logging.info("Training from step %d to %d (global batch %d, %d replica(s))", step, end,
-                     self.global_batch_size, self.strategy.num_replicas_in_sync)
-        losses = {}
+        logging.info("Training from step %d to %d (global batch %d, %d replica(s)); progress every %d steps, "
+                     "losses as medians over them", step, end, self.global_batch_size,
+                     self.strategy.num_replicas_in_sync, self.log_every)
+        LAST_RUN.clear()
+        LAST_RUN.update(start_step=step, end_step=step, total_steps=total_steps,
+                        global_batch_size=self.global_batch_size)
+        losses, window = {}, []
         window_start, window_step = time.time(), step
         images_per_sec = float("nan")
         first_of_process = True
         while step < end:
             batch = self._next_batch()
             losses = {k: float(v) for k, v in self._train_step(batch).items()}
-            step = self.step
+            step = LAST_RUN["end_step"] = self.step
+            window.append(losses)
             guards.check_losses(step, losses, self._checkpointer.latest(), self.model_dir)
             if first_of_process:
                 first_of_process = False
                 window_start, window_step = time.time(), step  # exclude tracing from the speed
                 if self.after_first_step is not None and self.chief:
                     self.after_first_step()
+                with train_writer.as_default(step=step):  # after the first step: gin's operative config is complete
+                    summaries.write_config_and_hparams(self.hparams(), gin.operative_config_str())
             lr = float(self.lr_schedule(step - 1))
             if step % self.log_every == 0 or step == end:
                 elapsed = time.time() - window_start
                 if step > window_step and elapsed > 0:
                     images_per_sec = (step - window_step) * self.global_batch_size / elapsed
                 eta = (end - step) * self.global_batch_size / images_per_sec if images_per_sec > 0 else float("nan")
-                logging.info("%s", format_progress(step, total_steps, losses, lr, images_per_sec, eta))
-                window_start, window_step = time.time(), step
+                terms, total = window_medians(window)
+                logging.info("%s", format_progress(step, total_steps, terms, lr, images_per_sec, eta, total))
+                window_start, window_step, window = time.time(), step, []
             if step % self.summary_every == 0 or step == end:
                 with train_writer.as_default(step=step):
                     for k, v in losses.items():
-                        summaries.scalar(f"loss/{k}", v)
-                    summaries.scalar("loss/total", sum(losses.values()))
-                    summaries.scalar("learning_rate", lr)
+                        tf.summary.scalar(f"loss/{k}", v)
+                    tf.summary.scalar("loss/total", sum(losses.values()))
+                    tf.summary.scalar("learning_rate", lr)
                     if math.isfinite(images_per_sec):
-                        summaries.scalar("images_per_sec", images_per_sec)
+                        tf.summary.scalar("images_per_sec", images_per_sec)
                     for k, v in self._samples_now().items():
                         kind = k[len("total_"):] if k.startswith("total_") else k
                         if not k.startswith("pretrain_"):
-                            summaries.scalar(f"samples_seen{'_total' if kind != k else ''}/{kind}", v)
+                            tf.summary.scalar(f"samples_seen{'_total' if kind != k else ''}/{kind}", v)
                 train_writer.flush()
             paused = False
             if step % self.checkpoint_every == 0 or step == end:

@@ -3,14 +3,20 @@
 `run(main)` replaces `absl.app.run(main)`. An `InputError` (a gin binding or file, a data file: see
 `rethink_tf.utils.validate`) or an `OSError` (a missing or misplaced file or directory) escaping `main`
 prints `error: <message>` and exits with status 2; `--verbose` prints the Python traceback as well.
-Any other exception is a bug and keeps its traceback.
+Any other exception is a bug and keeps its traceback. It also trims the log (`rethink_tf.utils.logs`):
+TensorFlow's native lines that are not errors are dropped and every line gets a short prefix.
+
+`run_job` is the `main` of the training jobs (`train`, `pretrain`): it ends with the run summary
+(`rethink_tf.training.run_summary`).
 """
 
 import sys
+import time
 import traceback
 
 from absl import app, flags
 
+from rethink_tf.utils import logs
 from rethink_tf.utils.validate import InputError
 
 VERBOSE = flags.DEFINE_bool("verbose", False, "Also print the Python traceback of a start-up error "
@@ -36,8 +42,11 @@ def report(error: BaseException) -> None:
 
 
 def run(main) -> None:
-    """`absl.app.run(main)` with user errors reported by `report`."""
+    """`absl.app.run(main)` with user errors reported by `report` and the log trimmed (`logs`)."""
+    logs.filter_native_stderr()
+
     def guarded(argv):
+        logs.configure_python_logging()
         try:
             return main(argv)
         except USER_ERRORS as e:
@@ -63,14 +72,25 @@ def define_run_flags(model_dir_help: str) -> None:
     flags.mark_flag_as_required("model_dir")
 
 
-def run_job(argv, job) -> None:
+def run_job(argv, job, next_commands=lambda model_dir: ()) -> None:
     """The `main` of a training job: checks --model_dir, parses the gin files and bindings, chooses the
-    distribution strategy, then calls `job(model_dir, strategy)`."""
+    distribution strategy, calls `job(model_dir, strategy)`, then (on the chief) logs the run summary
+    ending with `next_commands(model_dir)`, the commands to run next."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from rethink_tf.training import config, distribute
+    from absl import logging
 
+    from rethink_tf.training import config, distribute, run_summary, trainer
+
+    start = time.time()
     model_dir = flags.FLAGS.model_dir
     check_output_dir("model_dir", model_dir)
     config.parse(flags.FLAGS.gin_file, flags.FLAGS.gin_bindings)
-    job(model_dir, distribute.get_strategy())
+    strategy = distribute.get_strategy()
+    job(model_dir, strategy)
+    if distribute.is_chief(strategy):
+        run = trainer.LAST_RUN
+        logging.info("%s", run_summary.summary_text(
+            model_dir, wall_seconds=time.time() - start, start_step=run.get("start_step", 0),
+            total_steps=run.get("total_steps"), global_batch_size=run.get("global_batch_size"), since=start,
+            next_commands=next_commands(model_dir)))

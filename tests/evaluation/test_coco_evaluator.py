@@ -72,6 +72,11 @@ def test_ground_truth_as_detections_scores_ap_100(tmp_path):
         for name in ("AP", "AP50", "AP75"):
             assert metrics[kind][name] == pytest.approx(100.0), (kind, name)
     assert set(metrics["bbox"]) == set(coco_evaluator.METRIC_NAMES)
+    # What the run summary and DIR/coco_eval.txt show: COCOeval's table and the AP of each category.
+    report = evaluator.report_text()
+    assert report.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 1.000") == 2
+    assert report.count("AP per category: car 100.0  train 100.0  toothbrush 100.0") == 2
+    assert report.index("bbox:") < report.index("segm:")
 
 
 def test_results_json_is_coco_format_and_loads(tmp_path):
@@ -120,6 +125,18 @@ def test_hand_worked_average_precision():
     expected = (51 + 50 * 2 / 3) / 101 * 100
     for name in ("AP", "AP50", "AP75"):
         assert metrics[name] == pytest.approx(expected, abs=1e-6), name
+
+
+def test_per_category_ap_names_each_category():
+    # One image: the car found, the train missed, no toothbrush in the image (-1: not averaged).
+    det, info = _gt_as_detections([11])
+    det["num_detections"][0] = 1
+    report = {}
+    results = coco_evaluator.detections_to_results(det, [11], info, LABEL_TO_ID, False)
+    metrics = coco_evaluator.coco_metrics(_gt_coco(), results, "bbox", [11], report)
+    assert report["per_category"] == {3: pytest.approx(100.0), 7: 0.0, 90: -1.0}
+    assert metrics["AP"] == pytest.approx(50.0)
+    assert "Average Recall" in report["table"]
 
 
 def test_hand_worked_mean_over_classes():

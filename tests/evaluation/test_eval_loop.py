@@ -50,8 +50,20 @@ def test_run_evaluation_end_to_end():
     assert {r["category_id"] for r in evaluator.results} <= {10, 20, 30}
     assert set(metrics) == {"bbox"} and 0.0 <= metrics["bbox"]["AP"] <= 100.0
     assert metrics["bbox"] == coco_evaluator.coco_metrics(gt, evaluator.results, "bbox", range(1, 7))
-    side = round(toys.CANVAS * drawing_scale((toys.CANVAS, toys.CANVAS)))  # small canvases: enlarged
-    assert drawn.shape == (2, side, side, 3) and drawn.dtype == np.uint8
+    # Ground truth | predictions: the left part is the batch's ground truth drawn on the image, both
+    # enlarged the same way (small canvases are drawn at visualize's minimum side).
+    side = round(toys.CANVAS * drawing_scale((toys.CANVAS, toys.CANVAS)))
+    assert drawn.shape == (2, side, 2 * side + eval_loop.GAP, 3) and drawn.dtype == np.uint8
+    from rethink_tf.utils import visualize
+
+    first = next(iter(ds))
+    canvas = visualize.denormalize_image(first["images"][0].numpy())
+    truth = visualize.draw_ground_truth(canvas, first["gt_boxes"][0].numpy(), first["gt_classes"][0].numpy(),
+                                        None, {1: "c0", 2: "c1", 3: "c2"})
+    np.testing.assert_array_equal(drawn[0, :, :side], truth)
+    blank = visualize.draw_detections(canvas, np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
+    assert blank.shape == truth.shape and not np.array_equal(truth, blank)  # the ground truth box is drawn
+    assert (drawn[:, :, side:side + eval_loop.GAP] == 255).all()
     # A second pass reuses the traced predict function and gives the same results.
     again, _ = eval_loop.run_evaluation(model, ds, evaluator)
     assert again == metrics

@@ -29,6 +29,8 @@ def trained_run(tmp_path_factory, data_dir):
     run = str(tmp_path_factory.mktemp("runs") / "tiny")
     proc = run_module("rethink_tf.train", *train_args(run, data_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(run + ".stderr.txt", "w") as f:  # its log, read by test_clean_log.py
+        f.write(proc.stderr)
     assert os.path.exists(os.path.join(run, "ckpt-1.index"))
     return run
 

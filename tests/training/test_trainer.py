@@ -70,6 +70,17 @@ def test_summaries_and_progress(uninterrupted):
     assert scalars["samples_seen/pixels"][-1][1] == 48 * toys.CANVAS ** 2
     line = trainer_lib.format_progress(10, 100, {"a": 1.0, "b": 0.5}, 0.02, 12.5, 3725)
     assert line == "step 10/100 (10.0%) | loss 1.5000 [a 1.0000 b 0.5000] | lr 0.02 | 12.5 img/s | ETA 1h02m"
+    # The progress line's losses are medians over the logging window (one bad batch does not make it).
+    terms, total = trainer_lib.window_medians([{"a": 1.0, "b": 0.1}, {"a": 9.0, "b": 0.2}, {"a": 2.0, "b": 0.3}])
+    assert terms == {"a": 2.0, "b": 0.2} and total == pytest.approx(2.3)
+    # The operative gin config (as a code block) and the run's hyper-parameters, written at step 1.
+    texts = summaries.read_texts(os.path.join(model_dir, "train"))
+    assert [step for step, _ in texts["config/operative_gin"]] == [1]
+    config_text = texts["config/operative_gin"][0][1]
+    assert config_text.startswith("```\n") and "Trainer.weight_decay = 0.0001" in config_text
+    hparams = summaries.read_hparams(os.path.join(model_dir, "train"))
+    assert hparams["global_batch_size"] == 4 and hparams["total_steps"] == 12
+    assert hparams["strategy"] == "_DefaultDistributionStrategy" and hparams["mixed_precision"] == "float32"
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
