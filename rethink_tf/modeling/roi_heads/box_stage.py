@@ -21,8 +21,9 @@ class RoIBoxStage(keras.layers.Layer):
 
     Args:
       num_classes: K foreground classes.
-      head: registered box head name ("2fc", "4conv1fc").
-      head_kwargs: keyword arguments of the head (widths, norm).
+      head: the box head layer, or a registered box head name ("2fc", "4conv1fc") built here with
+        `head_kwargs` and name `head_name` (or a serialized layer, from `get_config`).
+      head_kwargs: keyword arguments of a head given by name.
       coder_weights: (wy, wx, wh, ww) of the box coder (10, 10, 5, 5).
       fg_iou: IoU for a foreground RoI (0.5; cascade 0.6 / 0.7); background below it.
       num_samples: RoIs sampled per image (512).
@@ -48,7 +49,12 @@ class RoIBoxStage(keras.layers.Layer):
         if isinstance(pooler, dict):
             pooler = keras.saving.deserialize_keras_object(pooler)
         self.pooler = pooler if pooler is not None else RoIPooler(7, name="box_pooler")
-        self._config = dict(num_classes=num_classes, head=head, head_kwargs=dict(head_kwargs or {}),
+        if isinstance(head, str):
+            head = build_head("box", head, name=head_name, **(head_kwargs or {}))
+        elif isinstance(head, dict):
+            head = keras.saving.deserialize_keras_object(head)
+        self.head = head
+        self._config = dict(num_classes=num_classes,
                             coder_weights=tuple(coder_weights), fg_iou=fg_iou, num_samples=num_samples,
                             fg_fraction=fg_fraction, class_agnostic=class_agnostic,
                             pooler=keras.saving.serialize_keras_object(self.pooler),
@@ -59,7 +65,6 @@ class RoIBoxStage(keras.layers.Layer):
         self.fg_iou, self.num_samples, self.fg_fraction = fg_iou, num_samples, fg_fraction
         self.sampling_seed = sampling_seed
         self.crowd_filter_thresh = crowd_filter_thresh
-        self.head = build_head("box", head, name=head_name, **(head_kwargs or {}))
         self.predictor = BoxPredictor(num_classes, class_agnostic=class_agnostic, name=predictor_name)
 
     def sample(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_is_crowd=None, seed=None):
@@ -111,4 +116,4 @@ class RoIBoxStage(keras.layers.Layer):
         return ops.softmax(logits, axis=-1)[:, :, 1:] * ops.cast(valid, "float32")[..., None]
 
     def get_config(self):
-        return {**super().get_config(), **self._config}
+        return {**super().get_config(), **self._config, "head": keras.saving.serialize_keras_object(self.head)}
