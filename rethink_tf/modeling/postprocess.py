@@ -19,6 +19,7 @@ MASK_THRESHOLD = 0.5
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class DetectionPostProcessor(keras.layers.Layer):
     """Args: score_threshold, nms_iou, detections_per_image (D)."""
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from rethink_tf.modeling.heads.rpn_head import RPNHead
+from rethink_tf.modeling.layers import deserialize, serialize
 from rethink_tf.ops import losses, rpn_targets
 from rethink_tf.ops.anchors import multilevel_anchors
 from rethink_tf.ops.proposals import generate_proposals
@@ -45,7 +46,7 @@ class RegionProposalNetwork(keras.layers.Layer):
         kwargs.setdefault("name", "rpn")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.head = head
+        self.head = head = deserialize(head)
         if len(anchor_sizes) != max_level - min_level + 1:
             raise ValueError(f"anchor_sizes has {len(anchor_sizes)} entries for RPN levels "
                              f"{min_level}..{max_level}.")
@@ -119,7 +120,7 @@ class RegionProposalNetwork(keras.layers.Layer):
         return {"rpn_objectness": objectness, "rpn_box": box}
 
     def get_config(self):
-        return {**super().get_config(), "anchor_sizes": self.anchor_sizes,
+        return {**super().get_config(), "head": serialize(self.head), "anchor_sizes": self.anchor_sizes,
                 "aspect_ratios": self.aspect_ratios, "min_level": self.levels[0],
                 "max_level": self.levels[-1], "fg_iou": self.fg_iou, "bg_iou": self.bg_iou,
                 "batch_size_per_image": self.batch_size_per_image,

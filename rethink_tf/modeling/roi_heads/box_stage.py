@@ -12,6 +12,7 @@ from rethink_tf.ops import box_coder, box_ops, losses, roi_sampling
 
 from rethink_tf.modeling.heads.box_head import BoxPredictor
 from rethink_tf.modeling.heads.registry import build_head
+from rethink_tf.modeling.layers import deserialize, serialize
 from rethink_tf.modeling.roi_heads.pooler import RoIPooler
 
 
@@ -46,18 +47,15 @@ class RoIBoxStage(keras.layers.Layer):
         kwargs.setdefault("name", "box_stage")
         kwargs.setdefault("autocast", False)  # RoIs stay float32 under mixed precision
         super().__init__(**kwargs)
-        if isinstance(pooler, dict):
-            pooler = keras.saving.deserialize_keras_object(pooler)
+        pooler = deserialize(pooler)
         self.pooler = pooler if pooler is not None else RoIPooler(7, name="box_pooler")
         if isinstance(head, str):
             head = build_head("box", head, name=head_name, **(head_kwargs or {}))
-        elif isinstance(head, dict):
-            head = keras.saving.deserialize_keras_object(head)
-        self.head = head
+        self.head = deserialize(head)
         self._config = dict(num_classes=num_classes,
                             coder_weights=tuple(coder_weights), fg_iou=fg_iou, num_samples=num_samples,
                             fg_fraction=fg_fraction, class_agnostic=class_agnostic,
-                            pooler=keras.saving.serialize_keras_object(self.pooler),
+                            pooler=serialize(self.pooler),
                             crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed,
                             head_name=head_name, predictor_name=predictor_name)
         self.num_classes = num_classes
@@ -116,4 +114,4 @@ class RoIBoxStage(keras.layers.Layer):
         return ops.softmax(logits, axis=-1)[:, :, 1:] * ops.cast(valid, "float32")[..., None]
 
     def get_config(self):
-        return {**super().get_config(), **self._config, "head": keras.saving.serialize_keras_object(self.head)}
+        return {**super().get_config(), **self._config, "head": serialize(self.head)}

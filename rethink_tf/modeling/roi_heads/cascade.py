@@ -27,6 +27,7 @@ Built by `build_model.roi_heads = "cascade"` (registry kind "cascade", gin confi
 (defaults (0.5, 0.6, 0.7) and (10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15)).
 """
 import gin
+import keras
 from keras import ops
 
 from rethink_tf.modeling.roi_heads.registry import make_box_stage, register_roi_heads
@@ -82,6 +83,7 @@ def predict(stages, features, proposals, proposal_valid, image_hw):
     return decoded, scores
 
 
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class CascadeRoIHeads(StandardRoIHeads):
     """StandardRoIHeads with N >= 2 class-agnostic box stages run in sequence (see the module docstring).
 

@@ -15,10 +15,12 @@ from rethink_tf.ops import losses, masks
 from rethink_tf.ops.tracing import in_xla_context
 
 from rethink_tf.modeling.heads.mask_head import MaskHead
+from rethink_tf.modeling.layers import deserialize, serialize
 from rethink_tf.modeling.roi_heads.pooler import RoIPooler
 from rethink_tf.utils import validate
 
 
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class MaskBranch(keras.layers.Layer):
     """Mask branch: boxes -> per-class mask logits [B, R, M, M, K] (M = 2 x pooler size).
 
@@ -40,7 +42,8 @@ class MaskBranch(keras.layers.Layer):
         kwargs.setdefault("name", "mask_branch")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.head = head
+        self.head = deserialize(head)
+        pooler = deserialize(pooler)
         self.pooler = pooler if pooler is not None else RoIPooler(14, name="mask_pooler")
         self.target_threshold = target_threshold
         self.max_fg = None if max_fg is None else int(max_fg)
@@ -89,7 +92,8 @@ class MaskBranch(keras.layers.Layer):
         return {self.output_key: ops.where((classes > 0)[:, :, None, None], ops.sigmoid(picked), 0.0)}
 
     def get_config(self):
-        return {**super().get_config(), "target_threshold": self.target_threshold, "max_fg": self.max_fg}
+        return {**super().get_config(), "head": serialize(self.head), "pooler": serialize(self.pooler),
+                "target_threshold": self.target_threshold, "max_fg": self.max_fg}
 
 
 def check_mask_branch_arguments(args):
