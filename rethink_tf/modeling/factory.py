@@ -79,6 +79,33 @@ def moved_binding_message(error_text, sources=()):
             "(all moved names: rethink_tf/modeling/README.md, section 'Bindings')")
 
 
+# Where one old argument now feeds several parameters (run directories written before the move).
+_FAN_OUT = {"box_fc_dim": ("conv_fc_box_head.fc_dim", "fc_box_head.fc_dim"),
+            "roi_fg_iou": ("standard_roi_heads.fg_iou",),
+            "box_coder_weights": ("standard_roi_heads.box_coder_weights",)}
+
+
+def translate_flat_bindings(text):
+    """A run's config.gin written before the move -> (the same configuration in the new names, renamed
+    old names). Each `build_model.<moved arg> = value` becomes a macro `flat_build_model_<arg>` that the
+    new parameter(s) reference, so multi-line values stay intact. The old cascade ignored roi_fg_iou and
+    class_agnostic_box and used box_coder_weights x k, which equals stage_box_coder_weights for the only
+    weights it was run with, (10, 10, 5, 5)."""
+    renamed, tail = [], []
+
+    def rename(match):
+        scope, arg = match.group(1), match.group(2)
+        if arg not in MOVED_BINDINGS:
+            return match.group(0)
+        renamed.append(arg)
+        targets = _FAN_OUT.get(arg, (MOVED_BINDINGS[arg],))
+        tail.extend(f"{scope}{target} = %flat_build_model_{arg}" for target in targets)
+        return f"flat_build_model_{arg} ="
+
+    text = re.sub(r"^((?:[\w.]+/)*)build_model\.(\w+)\s*=", rename, text, flags=re.MULTILINE)
+    return text + ("\n" + "\n".join(tail) + "\n" if tail else ""), renamed
+
+
 def _resolve_norms(norm, backbone_norm, fpn_norm, head_norm):
     """Per-part norm kinds. FrozenBN only makes sense where pre-trained statistics exist (the
     backbone); with norm="frozen_bn", FPN and heads default to no norm (Detectron's baseline)."""

@@ -119,3 +119,28 @@ def test_component_bindings_apply_and_are_recorded(clean_gin):
     assert fields["build_backbone.base_width"] == 8 and fields["build_model.num_classes"] == 3
     assert not any(k.startswith("build_model.") and k.split(".")[1] in factory.MOVED_BINDINGS for k in fields)
     np.testing.assert_equal(fields["cascade_roi_heads.stage_ious"], [0.5, 0.6, 0.7])
+
+
+def test_a_run_directory_from_before_the_move_reads_the_same_configuration(clean_gin, tmp_path):
+    """official_runs/quickstart (trained with the flat build_model) parses in the new names, and the rebuilt
+    model's record equals its run_config.json field for field (old names mapped to the new ones)."""
+    import json
+    import pathlib
+    import shutil
+
+    from rethink_tf.serving import model_dir
+    from rethink_tf.training import run_record
+    run = pathlib.Path(__file__).parents[2] / "official_runs" / "quickstart"
+    shutil.copy(run / "config.gin", tmp_path / "config.gin")
+    recorded = json.loads((run / "run_config.json").read_text())["fields"]
+    model_dir.parse_config(str(tmp_path))
+    fields = run_record.describe(factory.build_model(3), recorded["label_map.category_ids"])["fields"]
+    single = {old: new for old, new in factory.MOVED_BINDINGS.items() if " " not in new}
+    single.update(box_fc_dim="conv_fc_box_head.fc_dim", roi_fg_iou="standard_roi_heads.fg_iou",
+                  box_coder_weights="standard_roi_heads.box_coder_weights")
+    renamed = {}
+    for key, value in recorded.items():
+        arg = key.split(".", 1)[1]
+        renamed[f"{single[arg]}" if key.startswith("build_model.") and arg in single else key] = value
+    assert {k: fields[k] for k in renamed} == renamed
+    assert fields["fc_box_head.fc_dim"] == recorded["build_model.box_fc_dim"] == 128
