@@ -1,11 +1,12 @@
 """`RegionProposalNetwork`: the RPN head with its anchors, training targets, losses and proposals.
 
-Detectron's FPN RPN: one head shared over levels rpn_min_level..rpn_max_level (2..6; 4..4 for
+Detectron's FPN RPN: one head shared over levels min_level..max_level (2..6; 4..4 for
 VGG-16), anchors of one size per level (several on a single level for VGG-16) at aspect ratios
 (0.5, 1, 2); anchors matched at IoU >= 0.7 (fg) / < 0.3 (bg), 256 sampled per image, half fg at
-most; anchors reaching more than rpn_straddle_thresh pixels outside the scaled image ignored;
+most; anchors reaching more than straddle_thresh pixels outside the scaled image ignored;
 proposals: top pre_nms_topk per level, NMS at 0.7, top post_nms_topk per image (2000 / 1000 in
 training, 1000 / 1000 at test). Everything runs in float32; no gradient flows through proposals.
+Built by the gin configurable `build_rpn` (its bindings: `build_rpn.<argument>`).
 """
 import gin
 import keras

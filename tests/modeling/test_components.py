@@ -59,7 +59,8 @@ def test_a_registered_box_head_gets_its_own_parameters(one_fc_registered, roi_he
 
 
 def test_unknown_box_head_names_the_binding_and_the_registered_ones():
-    with pytest.raises(ValueError, match=re.escape("build_model.box_head = '3fc': expected one of ('2fc', '4conv1fc')")):
+    expected = "build_model.box_head = '3fc': expected one of ('2fc', '4conv1fc')"
+    with pytest.raises(ValueError, match=re.escape(expected)):
         tiny_model(box_head="3fc")
 
 
