@@ -24,7 +24,7 @@ from absl import app, flags  # noqa: E402
 
 from train_step import NUM_CLASSES, make_batch  # noqa: E402
 
-from rethink_tf.modeling.factory import build_model  # noqa: E402
+from rethink_tf.modeling.factory import build_model_from_bindings  # noqa: E402
 
 # --size, --batch, --depth and --xla are train_step.py's flags (imported with its make_batch).
 flags.DEFINE_integer("rounds", 5, "Timed rounds (each: one train and one predict step per model).")
@@ -57,8 +57,9 @@ def _time(fn, batch):
 def main(_):
     f = flags.FLAGS
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, f.size).items()}
-    models = {"plain": build_model(NUM_CLASSES, depth=f.depth),
-              "cascade": build_model(NUM_CLASSES, depth=f.depth, roi_heads="cascade")}
+    depth = {"build_backbone.depth": f.depth}
+    models = {"plain": build_model_from_bindings(NUM_CLASSES, depth),
+              "cascade": build_model_from_bindings(NUM_CLASSES, depth, roi_heads="cascade")}
     steps, times = {}, {}
     for name, model in models.items():
         model.build_networks(image_size=64)

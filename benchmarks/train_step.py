@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from rethink_tf.modeling.factory import build_model  # noqa: E402
+from rethink_tf.modeling.factory import build_model_from_bindings  # noqa: E402
 from rethink_tf.training.trainer import Trainer  # noqa: E402
 
 flags.DEFINE_integer("size", 512, "Square canvas side in pixels (multiple of 32).")
@@ -93,7 +93,8 @@ def build_steps(f, jit_compile):
     batch = {k: tf.constant(v) for k, v in make_batch(f.batch, hw).items()}
     model_dir = tempfile.mkdtemp(prefix="train_step_benchmark_")  # never written: no checkpoint is saved
     trainer, train_step = Trainer.on_fixed_batch(
-        model_dir, lambda: build_model(NUM_CLASSES, depth=f.depth, norm=f.norm, box_head=f.box_head), batch,
+        model_dir, lambda: build_model_from_bindings(
+            NUM_CLASSES, {"build_backbone.depth": f.depth}, norm=f.norm, box_head=f.box_head), batch,
         base_lr=0.02, jit_compile=jit_compile, deterministic=f.deterministic,
         mixed_precision=None if f.dtype_policy == "float32" else f.dtype_policy)
     model = trainer.model

@@ -22,7 +22,7 @@ flags.DEFINE_string("model_dir", None, "Training directory (config.gin, label_ma
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix, e.g. DIR/ckpt-1000 (default: latest).")
 flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
 flags.DEFINE_multi_string("gin_bindings", [], "Extra bindings after DIR/config.gin, e.g. "
-                          "'build_model.score_threshold = 0.3'.")
+                          "'build_postprocessor.score_threshold = 0.3'.")
 flags.DEFINE_bool("paste_masks", True, "Output masks pasted at the original image size "
                   "(detection_masks) besides the 28x28 box-frame masks.")
 flags.DEFINE_float("mask_threshold", None, "Probability at which pasted masks are binarized "

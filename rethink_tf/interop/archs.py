@@ -87,9 +87,9 @@ def gin_bindings(spec, weights_file=None):
     b = spec.backbone
     lines = [f"# Written by rethink_tf.import_weights: the settings the imported weights were trained with."]
     if b["kind"] == "resnet":
-        lines += [f"build_model.backbone = 'resnet'", f"build_model.depth = {b['depth']}",
-                  f"build_model.groups = {b['groups']}",
-                  f"build_model.width_per_group = {b['width_per_group']}",
+        lines += [f"build_model.backbone = 'resnet'", f"build_backbone.depth = {b['depth']}",
+                  f"build_backbone.groups = {b['groups']}",
+                  f"build_backbone.width_per_group = {b['width_per_group']}",
                   f"build_model.backbone_norm = '{b['norm']}'",
                   f"build_backbone.stride_in_1x1 = {b['stride_in_1x1']}",
                   f"build_backbone.conv_bias = {b['conv_bias']}"]

@@ -1,22 +1,109 @@
-"""gin factory of the detector: `build_model(num_classes, ...)` (the recipe: rethink_tf/modeling/README.md).
+"""gin factory of the detector: `build_model(num_classes, ...)` composes components built by their own
+configurables (the recipe and the binding names: rethink_tf/modeling/README.md).
 
-Defaults are the paper's R50-FPN GN Mask R-CNN with the 4conv1fc box head (Detectron values).
-Narrow test models change only widths/depths here; there is one implementation.
+`build_model` only chooses the parts (backbone kind, RoI-heads kind, box head, mask branch on / off),
+the norm they share, the loss weights and the sampling seed. Each part owns its parameters and checks
+them, errors naming its binding:
+
+  build_backbone.*        depth, widths, groups, blocks, freeze_at, ...   (backbones/builder.py)
+  build_fpn.*             num_channels                                    (fpn.py)
+  build_rpn.*             anchors, targets, proposals                     (rpn.py)
+  conv_fc_box_head.*      the "4conv1fc" box head; fc_box_head.*: "2fc"   (heads/box_head.py)
+  roi_sampling.*          the RoI sample of every box stage               (roi_heads/registry.py)
+  standard_roi_heads.*    fg IoU, coder weights, class-agnostic           (roi_heads/registry.py)
+  cascade_roi_heads.*     per-stage IoUs and coder weights                (roi_heads/cascade.py)
+  build_mask_branch.*     mask head widths, pooler, target threshold      (roi_heads/mask_branch.py)
+  build_postprocessor.*   score threshold, NMS IoU, detections per image  (postprocess.py)
+
+Defaults are the paper's R50-FPN GN Mask R-CNN with the 4conv1fc box head (Detectron values). The
+old flat `build_model.<arg>` bindings are refused with the new name (`MOVED_BINDINGS`).
 """
+import re
+
 import gin
 
 from rethink_tf.modeling.backbones.builder import BACKBONES, build_backbone
-from rethink_tf.modeling.backbones.resnet import BLOCKS_PER_DEPTH
-from rethink_tf.modeling.fpn import FPN
-from rethink_tf.modeling.heads.mask_head import MaskHead
-from rethink_tf.modeling.heads.registry import build_head, registered_heads
-from rethink_tf.modeling.heads.rpn_head import RPNHead
+from rethink_tf.modeling.fpn import build_fpn
+from rethink_tf.modeling.heads.registry import registered_heads
 from rethink_tf.modeling.mask_rcnn import MaskRCNN
 from rethink_tf.modeling.norm import NORM_KINDS
-from rethink_tf.modeling.postprocess import DetectionPostProcessor
-from rethink_tf.modeling.roi_heads import MaskBranch, RoIPooler, build_roi_heads, registered_roi_heads
-from rethink_tf.modeling.rpn import RegionProposalNetwork
+from rethink_tf.modeling.postprocess import build_postprocessor
+from rethink_tf.modeling.roi_heads import build_roi_heads, registered_roi_heads
+from rethink_tf.modeling.roi_heads.mask_branch import build_mask_branch
+from rethink_tf.modeling.roi_heads.registry import roi_sampling
+from rethink_tf.modeling.rpn import build_rpn
 from rethink_tf.utils import validate
+
+# Old flat build_model argument -> the binding that now holds it (the README's table).
+MOVED_BINDINGS = {
+    **{name: f"build_backbone.{name}" for name in (
+        "depth", "base_width", "groups", "width_per_group", "blocks_per_stage", "zero_init_last_norm",
+        "freeze_at", "vgg_width_multiplier")},
+    "fpn_channels": "build_fpn.num_channels",
+    "rpn_min_level": "build_rpn.min_level", "rpn_max_level": "build_rpn.max_level",
+    "anchor_sizes": "build_rpn.anchor_sizes", "aspect_ratios": "build_rpn.aspect_ratios",
+    "rpn_fg_iou": "build_rpn.fg_iou", "rpn_bg_iou": "build_rpn.bg_iou",
+    "rpn_batch_size_per_image": "build_rpn.batch_size_per_image",
+    "rpn_positive_fraction": "build_rpn.positive_fraction", "rpn_straddle_thresh": "build_rpn.straddle_thresh",
+    **{name: f"build_rpn.{name}" for name in (
+        "pre_nms_topk_train", "post_nms_topk_train", "pre_nms_topk_test", "post_nms_topk_test")},
+    "rpn_nms_iou": "build_rpn.nms_iou",
+    "box_num_convs": "conv_fc_box_head.num_convs", "box_conv_dim": "conv_fc_box_head.conv_dim",
+    "box_fc_dim": "conv_fc_box_head.fc_dim (box_head '4conv1fc') / fc_box_head.fc_dim (box_head '2fc')",
+    "roi_num_samples": "roi_sampling.batch_size_per_image",
+    "roi_fg_fraction": "roi_sampling.positive_fraction",
+    "crowd_filter_thresh": "roi_sampling.crowd_filter_thresh",
+    "roi_fg_iou": "standard_roi_heads.fg_iou (cascade: cascade_roi_heads.stage_ious)",
+    "box_coder_weights": "standard_roi_heads.box_coder_weights (cascade: "
+                         "cascade_roi_heads.stage_box_coder_weights)",
+    "class_agnostic_box": "standard_roi_heads.class_agnostic",
+    "mask_num_convs": "build_mask_branch.num_convs", "mask_conv_dim": "build_mask_branch.conv_dim",
+    "mask_target_threshold": "build_mask_branch.target_threshold",
+    **{name: f"build_postprocessor.{name}" for name in ("score_threshold", "nms_iou", "detections_per_image")},
+}
+
+
+def moved_binding_message(error_text, sources=()):
+    """The help for gin's "Configurable 'build_model' doesn't have a parameter named 'X'" when X is an
+    old flat argument: every old `build_model.<arg>` binding in error_text and in the texts `sources`
+    (the gin files and bindings parsed) with its new binding. None when the error is about something else.
+    """
+    named = re.search(r"Configurable 'build_model' doesn't have a parameter named '(\w+)'", error_text)
+    if not named or named.group(1) not in MOVED_BINDINGS:
+        return None
+    found = [named.group(1)]
+    for text in sources:
+        found += [n for n in re.findall(r"build_model\.(\w+)\s*=", text) if n in MOVED_BINDINGS]
+    table = "; ".join(f"build_model.{n} -> {MOVED_BINDINGS[n]}" for n in dict.fromkeys(found))
+    return (f"build_model no longer takes the settings of its components; rename: {table} "
+            "(all moved names: rethink_tf/modeling/README.md, section 'Bindings')")
+
+
+# Where one old argument now feeds several parameters (run directories written before the move).
+_FAN_OUT = {"box_fc_dim": ("conv_fc_box_head.fc_dim", "fc_box_head.fc_dim"),
+            "roi_fg_iou": ("standard_roi_heads.fg_iou",),
+            "box_coder_weights": ("standard_roi_heads.box_coder_weights",)}
+
+
+def translate_flat_bindings(text):
+    """A run's config.gin written before the move -> (the same configuration in the new names, renamed
+    old names). Each `build_model.<moved arg> = value` becomes a macro `flat_build_model_<arg>` that the
+    new parameter(s) reference, so multi-line values stay intact. The old cascade ignored roi_fg_iou and
+    class_agnostic_box and used box_coder_weights x k, which equals stage_box_coder_weights for the only
+    weights it was run with, (10, 10, 5, 5)."""
+    renamed, tail = [], []
+
+    def rename(match):
+        scope, arg = match.group(1), match.group(2)
+        if arg not in MOVED_BINDINGS:
+            return match.group(0)
+        renamed.append(arg)
+        targets = _FAN_OUT.get(arg, (MOVED_BINDINGS[arg],))
+        tail.extend(f"{scope}{target} = %flat_build_model_{arg}" for target in targets)
+        return f"flat_build_model_{arg} ="
+
+    text = re.sub(r"^((?:[\w.]+/)*)build_model\.(\w+)\s*=", rename, text, flags=re.MULTILINE)
+    return text + ("\n" + "\n".join(tail) + "\n" if tail else ""), renamed
 
 
 def _resolve_norms(norm, backbone_norm, fpn_norm, head_norm):
@@ -24,34 +111,11 @@ def _resolve_norms(norm, backbone_norm, fpn_norm, head_norm):
     backbone); with norm="frozen_bn", FPN and heads default to no norm (Detectron's baseline)."""
     backbone_norm = backbone_norm or norm
     part_default = "none" if norm == "frozen_bn" else norm
-    fpn_norm = fpn_norm or part_default
-    head_norm = head_norm or part_default
-    for part, kind in (("norm", norm), ("backbone_norm", backbone_norm), ("fpn_norm", fpn_norm),
-                       ("head_norm", head_norm)):
-        if kind not in NORM_KINDS:
-            raise validate.ConfigError(f"build_model.{part} = {kind!r}; expected one of {NORM_KINDS}.")
-    return backbone_norm, fpn_norm, head_norm
-
-
-def _check_anchor_sizes(value):
-    """None, sizes per level (32, 64, ...) or several sizes per level ((128, 256, 512),), all > 0."""
-    if value is None:
-        return
-    ok = isinstance(value, (list, tuple)) and len(value) > 0
-    for level in value if ok else ():
-        sizes = level if isinstance(level, (list, tuple)) else [level]
-        ok = ok and len(sizes) > 0 and all(validate._is_real(v) and v > 0 for v in sizes)
-    if not ok:
-        validate.fail("build_model.anchor_sizes", value,
-                      "None, one size > 0 per level, e.g. (32, 64, 128, 256, 512), or a tuple of sizes per "
-                      "level, e.g. ((128, 256, 512),)")
+    return backbone_norm, fpn_norm or part_default, head_norm or part_default
 
 
 def _validate_arguments(args):
-    """Checks build_model's arguments (a dict of them) up front; raises ConfigError naming the binding.
-
-    `depth` is checked even when `blocks_per_stage` overrides the block counts it implies.
-    """
+    """Checks build_model's arguments (a dict of them) up front; raises ConfigError naming the binding."""
     v = validate
 
     def b(name):
@@ -59,91 +123,40 @@ def _validate_arguments(args):
 
     v.integer(b("num_classes"), args["num_classes"], minimum=1)
     v.one_of(b("backbone"), args["backbone"], BACKBONES)
-    v.one_of(b("depth"), args["depth"], tuple(sorted(BLOCKS_PER_DEPTH)))
-    v.integers(b("blocks_per_stage"), args["blocks_per_stage"], length=4, minimum=1, allow_none=True)
-    for name in ("base_width", "groups", "fpn_channels", "rpn_batch_size_per_image", "pre_nms_topk_train",
-                 "post_nms_topk_train", "pre_nms_topk_test", "post_nms_topk_test", "box_conv_dim",
-                 "roi_num_samples", "mask_conv_dim", "detections_per_image"):
-        v.integer(b(name), args[name], minimum=1)
-    for name in ("width_per_group", "box_fc_dim"):
-        v.integer(b(name), args[name], minimum=1, allow_none=True)
-    for name in ("box_num_convs", "mask_num_convs"):
-        v.integer(b(name), args[name], minimum=0)
-    v.integer(b("freeze_at"), args["freeze_at"], minimum=0, maximum=5)
-    for name in ("zero_init_last_norm", "class_agnostic_box", "mask"):
-        v.boolean(b(name), args[name])
-    v.number(b("vgg_width_multiplier"), args["vgg_width_multiplier"], minimum=0, exclusive_minimum=True)
     v.one_of(b("norm"), args["norm"], NORM_KINDS)
     for name in ("backbone_norm", "fpn_norm", "head_norm"):
         if args[name] is not None:
             v.one_of(b(name), args[name], NORM_KINDS)
-    lo = v.integer(b("rpn_min_level"), args["rpn_min_level"], minimum=2, maximum=6, allow_none=True)
-    hi = v.integer(b("rpn_max_level"), args["rpn_max_level"], minimum=2, maximum=6, allow_none=True)
-    if lo is not None and hi is not None and lo > hi:
-        v.fail(b("rpn_min_level"), lo, f"<= build_model.rpn_max_level = {hi}")
-    _check_anchor_sizes(args["anchor_sizes"])
-    v.reals(b("aspect_ratios"), args["aspect_ratios"], minimum=0, exclusive_minimum=True)
-    for name in ("rpn_fg_iou", "rpn_bg_iou", "roi_fg_iou", "score_threshold"):
-        v.number(b(name), args[name], minimum=0, maximum=1)
-    if args["rpn_bg_iou"] > args["rpn_fg_iou"]:
-        v.fail(b("rpn_bg_iou"), args["rpn_bg_iou"], f"<= build_model.rpn_fg_iou = {args['rpn_fg_iou']}")
-    for name in ("rpn_positive_fraction", "roi_fg_fraction", "rpn_nms_iou", "nms_iou"):
-        v.number(b(name), args[name], minimum=0, maximum=1, exclusive_minimum=True)
     v.one_of(b("box_head"), args["box_head"], registered_heads("box"))
     v.one_of(b("roi_heads"), args["roi_heads"], registered_roi_heads())
-    v.reals(b("box_coder_weights"), args["box_coder_weights"], length=4, minimum=0, exclusive_minimum=True)
+    v.boolean(b("mask"), args["mask"])
     weights = args["loss_weights"]
     if weights is not None and (not isinstance(weights, dict) or not all(
             isinstance(k, str) and validate._is_real(w) and w >= 0 for k, w in weights.items())):
         v.fail(b("loss_weights"), weights, "None or a dict {loss name: finite number >= 0}")
     v.integer(b("sampling_seed"), args["sampling_seed"], allow_none=True)
+    if args["backbone"] == "vgg16":
+        backbone_norm = args["backbone_norm"] or args["norm"]
+        if backbone_norm != "none":
+            raise validate.ConfigError("build_model: the VGG-16 body has no normalization; set "
+                                       f"build_model.norm = 'none' (got backbone_norm={backbone_norm!r}).")
 
 
 @gin.configurable
-def build_model(num_classes,
-                backbone="resnet", depth=50, base_width=64, groups=1, width_per_group=None,
-                blocks_per_stage=None, zero_init_last_norm=False, freeze_at=0,
-                vgg_width_multiplier=1.0,
+def build_model(num_classes, backbone="resnet", roi_heads="standard", box_head="4conv1fc", mask=True,
                 norm="gn", backbone_norm=None, fpn_norm=None, head_norm=None,
-                fpn_channels=256,
-                rpn_min_level=None, rpn_max_level=None, anchor_sizes=None,
-                aspect_ratios=(0.5, 1.0, 2.0),
-                rpn_fg_iou=0.7, rpn_bg_iou=0.3, rpn_batch_size_per_image=256,
-                rpn_positive_fraction=0.5, rpn_straddle_thresh=0.0,
-                pre_nms_topk_train=2000, post_nms_topk_train=1000,
-                pre_nms_topk_test=1000, post_nms_topk_test=1000, rpn_nms_iou=0.7,
-                box_head="4conv1fc", box_num_convs=4, box_conv_dim=256, box_fc_dim=None,
-                roi_num_samples=512, roi_fg_fraction=0.25, roi_fg_iou=0.5, crowd_filter_thresh=0.7,
-                box_coder_weights=(10.0, 10.0, 5.0, 5.0), class_agnostic_box=False, roi_heads="standard",
-                mask=True, mask_num_convs=4, mask_conv_dim=256, mask_target_threshold=0.5,
-                score_threshold=0.05, nms_iou=0.5, detections_per_image=100,
                 loss_weights=None, sampling_seed=None):
-    """Builds a MaskRCNN (Faster R-CNN when mask=False).
+    """Builds a MaskRCNN (Faster R-CNN when mask=False) from its components.
 
-    Args (groups):
+    Args:
       num_classes: K foreground classes.
-      backbone: "resnet" (ResNet/ResNeXt + FPN, P2-P6) or "vgg16" (conv5_3 single level, no FPN).
-      depth, base_width, groups, width_per_group, blocks_per_stage, zero_init_last_norm, freeze_at:
-        ResNet(X) shape (see backbones.resnet.ResNet). ResNeXt-101 32x8d: depth=101, groups=32,
-        width_per_group=8.
-      vgg_width_multiplier: VGG-16 widths scale (tests).
-      norm: norm kind for all parts; backbone_norm / fpn_norm / head_norm override per part.
-      fpn_channels: FPN width (also RPN conv width).
-      rpn_min_level, rpn_max_level, anchor_sizes, aspect_ratios: anchors (None: 2..6 with
-        32..512 for ResNet-FPN; 4..4 with (128, 256, 512) on one level for VGG-16).
-      rpn_*, pre/post_nms_topk_*: RPN targets and proposals. rpn_straddle_thresh: anchors reaching
-        more than this many pixels outside the scaled image are ignored (0, Detectron's
-        RPN_STRADDLE_THRESH; -1 keeps all, detectron2).
-      box_head: registered box head ("4conv1fc", "2fc"); box_num_convs / box_conv_dim / box_fc_dim
-        its widths (box_fc_dim None: 1024, 4096 for VGG-16's fc6/fc7).
-      roi_*: RoI sampling; crowd_filter_thresh: proposals whose intersection over their own area
-        with a crowd box is > this are ignored (0.7, Detectron's CROWD_FILTER_THRESH; None: off).
-      box_coder_weights, class_agnostic_box: box regression.
-      roi_heads: registered RoI-heads kind ("standard": one box stage; rethink_tf.modeling.roi_heads
-        .registry), built from the box-stage settings above and the branches.
-      mask: mask head on (Mask R-CNN) or off (Faster R-CNN); mask_num_convs / mask_conv_dim widths.
-      mask_target_threshold: mask targets binarized at >= this (0.5, Detectron); None: soft.
-      score_threshold, nms_iou, detections_per_image: inference.
+      backbone: "resnet" (ResNet/ResNeXt + FPN, P2-P6) or "vgg16" (conv5_3 single level, no FPN);
+        its shape: build_backbone.*.
+      roi_heads: registered RoI-heads kind ("standard": one box stage; "cascade"; roi_heads/registry.py).
+      box_head: registered box head ("4conv1fc", "2fc"; heads/box_head.py), one per box stage.
+      mask: mask branch on (Mask R-CNN) or off (Faster R-CNN).
+      norm: norm kind of every part; backbone_norm / fpn_norm / head_norm override per part (with
+        norm="frozen_bn", FPN and heads default to "none").
       loss_weights: {loss key: multiplier}.
       sampling_seed: when the batch carries no "sampling_seed" (the Trainer's per-step seed): None
         (random anchor/RoI samples every step from the global RNG) or an int that makes the samples
@@ -151,61 +164,68 @@ def build_model(num_classes,
     """
     _validate_arguments(locals())
     backbone_norm, fpn_norm, head_norm = _resolve_norms(norm, backbone_norm, fpn_norm, head_norm)
+    # Creation order sets the initial weights drawn under a global seed: body, FPN, RPN head, box
+    # stage(s), mask branch (as before the components had their own configurables).
     if backbone == "resnet":
-        body = build_backbone(kind="resnet", depth=depth, norm=backbone_norm, base_width=base_width,
-                              groups=groups, width_per_group=width_per_group,
-                              zero_init_last_norm=zero_init_last_norm, freeze_at=freeze_at,
-                              blocks_per_stage=blocks_per_stage, name="backbone")
-        fpn = FPN(num_channels=fpn_channels, norm=fpn_norm, min_level=2, max_level=5, name="fpn")
-        feature_channels = fpn_channels
-        lo, hi = rpn_min_level or 2, rpn_max_level or 6
-        anchor_sizes = anchor_sizes or (32, 64, 128, 256, 512)
-        roi_levels = (2, 5)
-        fc_dim = box_fc_dim or 1024
+        body = build_backbone(kind="resnet", norm=backbone_norm, name="backbone")
+        fpn = build_fpn(norm=fpn_norm)
+        rpn = build_rpn(feature_channels=fpn.num_channels, default_levels=(2, 6),
+                        default_anchor_sizes=(32, 64, 128, 256, 512))
+        roi_levels, fc_dim = (2, 5), 1024
     else:
-        if backbone_norm != "none":
-            raise validate.ConfigError("build_model: the VGG-16 body has no normalization; set norm='none' "
-                             f"(got backbone_norm={backbone_norm!r}).")
-        body = build_backbone(kind="vgg16", norm="none", vgg_width_multiplier=vgg_width_multiplier,
-                              freeze_at=freeze_at, name="backbone")
+        body = build_backbone(kind="vgg16", norm="none", name="backbone")
         fpn = None
-        feature_channels = body.out_channels[4]
-        lo, hi = rpn_min_level or 4, rpn_max_level or 4
-        anchor_sizes = anchor_sizes or ((128, 256, 512),)
-        roi_levels = (4, 4)
-        fc_dim = box_fc_dim or 4096
-    sizes_per_location = len(anchor_sizes[0]) if isinstance(anchor_sizes[0], (tuple, list)) else 1
-    rpn_head = RPNHead(num_anchors=sizes_per_location * len(aspect_ratios),
-                       num_channels=feature_channels, name="rpn_head")
-    if box_head == "2fc":
-        head_kwargs = dict(fc_dim=fc_dim)
-    elif box_head == "4conv1fc":
-        head_kwargs = dict(num_convs=box_num_convs, conv_dim=box_conv_dim, fc_dim=fc_dim, norm=head_norm)
-    else:
-        build_head("box", box_head)  # raises with the registered names
-        head_kwargs = {}
+        rpn = build_rpn(feature_channels=body.out_channels[4], default_levels=(4, 4),
+                        default_anchor_sizes=((128, 256, 512),))
+        roi_levels, fc_dim = (4, 4), 4096  # VGG-16's fc6 / fc7
     pooler = dict(sampling_ratio=2, min_level=roi_levels[0], max_level=roi_levels[1])
-    stage_kwargs = dict(
-        head=box_head, head_kwargs=head_kwargs, coder_weights=tuple(box_coder_weights),
-        fg_iou=roi_fg_iou, num_samples=roi_num_samples, fg_fraction=roi_fg_fraction,
-        class_agnostic=class_agnostic_box, pooler_kwargs=pooler,
-        crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed)
-    # The stages are built before the branches (the layer creation order sets the initial weights
-    # drawn under a global seed: the same as before the RoI heads were split into stages / branches).
+    stage_kwargs = dict(head=box_head, head_kwargs=dict(norm=head_norm, default_fc_dim=fc_dim),
+                        pooler_kwargs=pooler, sampling_seed=sampling_seed, **roi_sampling())
     roi_heads_layer = build_roi_heads(roi_heads, num_classes, stage_kwargs, {})
     if mask:
-        roi_heads_layer.add_branch("mask", MaskBranch(
-            MaskHead(num_classes, num_convs=mask_num_convs, conv_dim=mask_conv_dim, norm=head_norm,
-                     name="mask_head"),
-            pooler=RoIPooler(14, name="mask_pooler", **pooler), target_threshold=mask_target_threshold))
-    rpn = RegionProposalNetwork(
-        rpn_head, anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, min_level=lo, max_level=hi,
-        fg_iou=rpn_fg_iou, bg_iou=rpn_bg_iou, batch_size_per_image=rpn_batch_size_per_image,
-        positive_fraction=rpn_positive_fraction, straddle_thresh=rpn_straddle_thresh,
-        pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
-        pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=rpn_nms_iou)
-    return MaskRCNN(
-        num_classes, body, fpn, rpn, roi_heads_layer,
-        DetectionPostProcessor(score_threshold=score_threshold, nms_iou=nms_iou,
-                               detections_per_image=detections_per_image),
-        loss_weights=loss_weights, sampling_seed=sampling_seed)
+        roi_heads_layer.add_branch("mask", build_mask_branch(num_classes, norm=head_norm, pooler_kwargs=pooler))
+    return MaskRCNN(num_classes, body, fpn, rpn, roi_heads_layer, build_postprocessor(),
+                    loss_weights=loss_weights, sampling_seed=sampling_seed)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks of every component's bindings right after parsing (rethink_tf.training.config.check_bindings).
+
+def component_checks():
+    """[(gin name, configurable, validator of its arguments dict)]: what config.check_bindings runs on the
+    parsed (unscoped) bindings before any data is read."""
+    from rethink_tf.modeling import fpn, postprocess, rpn
+    from rethink_tf.modeling.backbones import builder
+    from rethink_tf.modeling.heads import box_head
+    from rethink_tf.modeling.roi_heads import cascade, mask_branch, registry
+    return [("build_model", build_model, lambda a: _validate_arguments({**a, "num_classes": 1})),
+            ("build_backbone", build_backbone, builder._validate),
+            ("build_fpn", build_fpn, fpn.check_fpn_arguments),
+            ("build_rpn", build_rpn, rpn.validate_rpn_arguments),
+            ("conv_fc_box_head", box_head.conv_fc_box_head, box_head.check_conv_fc_arguments),
+            ("fc_box_head", box_head.fc_box_head, box_head.check_fc_arguments),
+            ("roi_sampling", roi_sampling, registry.check_roi_sampling_arguments),
+            ("standard_roi_heads", registry.standard_roi_heads, registry.check_standard_arguments),
+            ("cascade_roi_heads", cascade.cascade_roi_heads, cascade.check_cascade_arguments),
+            ("build_mask_branch", build_mask_branch, mask_branch.check_mask_branch_arguments),
+            ("build_postprocessor", build_postprocessor, postprocess.check_postprocessor_arguments)]
+
+
+def build_model_from_bindings(num_classes, bindings=None, **model_kwargs):
+    """A model from a dict of gin bindings {"build_rpn.pre_nms_topk_test": 100, ...} plus build_model
+    arguments (tests, benchmarks, notebooks: tiny models in one call).
+
+    The bindings apply to this call only (a fresh gin scope); the global configuration is untouched
+    apart from the scoped entries.
+    """
+    global _SCOPE_COUNT
+    _SCOPE_COUNT += 1
+    scope = f"model_from_bindings_{_SCOPE_COUNT}"
+    with gin.unlock_config():
+        for key, value in (bindings or {}).items():
+            gin.bind_parameter(f"{scope}/{key}", value)
+    with gin.config_scope(scope):
+        return build_model(num_classes, **model_kwargs)
+
+
+_SCOPE_COUNT = 0

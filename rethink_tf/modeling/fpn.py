@@ -1,8 +1,10 @@
 """Feature Pyramid Network (Lin et al.) as in Detectron: P2-P5 from C2-C5, P6 by subsampling P5."""
+import gin
 import keras
 
 from rethink_tf.modeling import init
 from rethink_tf.modeling.layers import ConvNorm
+from rethink_tf.utils import validate
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
@@ -21,6 +23,7 @@ class FPN(keras.layers.Layer):
     def __init__(self, num_channels=256, norm="gn", min_level=2, max_level=5, **kwargs):
         kwargs.setdefault("name", "fpn")
         super().__init__(**kwargs)
+        self.num_channels = num_channels
         self._config = dict(num_channels=num_channels, norm=norm, min_level=min_level,
                             max_level=max_level)
         self.min_level, self.max_level = min_level, max_level
@@ -46,3 +49,18 @@ class FPN(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), **self._config}
+
+
+def check_fpn_arguments(args):
+    validate.integer("build_fpn.num_channels", args["num_channels"], minimum=1)
+
+
+@gin.configurable(denylist=["norm"])
+def build_fpn(norm="gn", num_channels=256):
+    """The detector's FPN (P2..P5 from C2..C5, P6 for the RPN) -> FPN layer named "fpn".
+
+    Args: norm: the model's FPN norm (`build_model.fpn_norm`, else `build_model.norm`; none after a
+      frozen-BN backbone); num_channels (gin): width of every level, also the RPN conv's (256).
+    """
+    check_fpn_arguments(locals())
+    return FPN(num_channels=num_channels, norm=norm, min_level=2, max_level=5, name="fpn")

@@ -57,3 +57,18 @@ class ConvNorm(keras.layers.Layer):
                       zero_init_norm=self.zero_init_norm, use_bias=self.use_bias,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config
+
+
+def serialize(layer):
+    """A sub-layer for a parent's `get_config` (None stays None). Without its build config: the parent
+    builds its parts (MaskRCNN.build_networks) before Keras loads the weights."""
+    if layer is None:
+        return None
+    config = keras.saving.serialize_keras_object(layer)
+    config.pop("build_config", None)
+    return config
+
+
+def deserialize(value):
+    """The inverse of `serialize` for a parent's __init__: a config dict -> the layer; a layer or None as is."""
+    return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value

@@ -21,11 +21,13 @@ from keras import ops
 
 from rethink_tf.ops import sampling
 
+from rethink_tf.modeling.layers import deserialize, serialize
 from rethink_tf.modeling.postprocess import DetectionPostProcessor
 from rethink_tf.modeling.roi_heads import MaskBranch  # noqa: F401  (a branch of roi_heads)
 from rethink_tf.modeling.rpn import RegionProposalNetwork  # noqa: F401  (type of rpn)
 
 
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class MaskRCNN(keras.Model):
     """Two-stage detector.
 
@@ -50,10 +52,22 @@ class MaskRCNN(keras.Model):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.num_classes = num_classes
-        self.backbone, self.fpn, self.rpn, self.roi_heads = backbone, fpn, rpn, roi_heads
-        self.postprocessor = postprocessor or DetectionPostProcessor()
+        self.backbone, self.fpn, self.rpn, self.roi_heads = (deserialize(x) for x in (backbone, fpn, rpn, roi_heads))
+        self.postprocessor = deserialize(postprocessor) or DetectionPostProcessor()
         self.loss_weights = dict(loss_weights or {})
         self.sampling_seed = sampling_seed
+
+    def get_config(self):
+        """Every part as a Keras config, so `model.save("x.keras")` / `keras.models.load_model` round-trip
+        without gin (the parts' own get_config)."""
+        return {"name": self.name, "trainable": self.trainable, "num_classes": self.num_classes,
+                **{part: serialize(getattr(self, part))
+                   for part in ("backbone", "fpn", "rpn", "roi_heads", "postprocessor")},
+                "loss_weights": self.loss_weights or None, "sampling_seed": self.sampling_seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     @property
     def has_masks(self):

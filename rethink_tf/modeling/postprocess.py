@@ -6,10 +6,12 @@ IoU nms_iou (0.5, a box is dropped only at IoU > threshold), then the top detect
 `to_original` maps boxes to original-image pixels (divide by the resize scale, clip to the original
 image). Evaluation and export get detections through this one object.
 """
+import gin
 import keras
 from keras import ops
 
 from rethink_tf.ops.nms import multiclass_nms
+from rethink_tf.utils import validate
 
 # Mask probabilities are binarized at this when pasted into the image (Detectron); evaluation and
 # export paste with it unless told otherwise.
@@ -17,6 +19,7 @@ MASK_THRESHOLD = 0.5
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 
 
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class DetectionPostProcessor(keras.layers.Layer):
     """Args: score_threshold, nms_iou, detections_per_image (D)."""
 
@@ -64,3 +67,21 @@ class DetectionPostProcessor(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "score_threshold": self.score_threshold,
                 "nms_iou": self.nms_iou, "detections_per_image": self.detections_per_image}
+
+
+def check_postprocessor_arguments(args):
+    validate.number("build_postprocessor.score_threshold", args["score_threshold"], minimum=0, maximum=1)
+    validate.number("build_postprocessor.nms_iou", args["nms_iou"], minimum=0, maximum=1, exclusive_minimum=True)
+    validate.integer("build_postprocessor.detections_per_image", args["detections_per_image"], minimum=1)
+
+
+@gin.configurable
+def build_postprocessor(score_threshold=0.05, nms_iou=0.5, detections_per_image=100):
+    """The model's DetectionPostProcessor (shared by evaluation and export).
+
+    Args (gin): score_threshold: keep candidates with score > this (0.05); nms_iou: per-class NMS IoU
+      (0.5); detections_per_image: top-k over all classes (100).
+    """
+    check_postprocessor_arguments(locals())
+    return DetectionPostProcessor(score_threshold=score_threshold, nms_iou=nms_iou,
+                                  detections_per_image=detections_per_image)

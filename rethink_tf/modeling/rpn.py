@@ -1,20 +1,25 @@
 """`RegionProposalNetwork`: the RPN head with its anchors, training targets, losses and proposals.
 
-Detectron's FPN RPN: one head shared over levels rpn_min_level..rpn_max_level (2..6; 4..4 for
+Detectron's FPN RPN: one head shared over levels min_level..max_level (2..6; 4..4 for
 VGG-16), anchors of one size per level (several on a single level for VGG-16) at aspect ratios
 (0.5, 1, 2); anchors matched at IoU >= 0.7 (fg) / < 0.3 (bg), 256 sampled per image, half fg at
-most; anchors reaching more than rpn_straddle_thresh pixels outside the scaled image ignored;
+most; anchors reaching more than straddle_thresh pixels outside the scaled image ignored;
 proposals: top pre_nms_topk per level, NMS at 0.7, top post_nms_topk per image (2000 / 1000 in
 training, 1000 / 1000 at test). Everything runs in float32; no gradient flows through proposals.
+Built by the gin configurable `build_rpn` (its bindings: `build_rpn.<argument>`).
 """
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from rethink_tf.modeling.heads.rpn_head import RPNHead
+from rethink_tf.modeling.layers import deserialize, serialize
 from rethink_tf.ops import losses, rpn_targets
 from rethink_tf.ops.anchors import multilevel_anchors
 from rethink_tf.ops.proposals import generate_proposals
+from rethink_tf.utils import validate
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
@@ -42,7 +47,7 @@ class RegionProposalNetwork(keras.layers.Layer):
         kwargs.setdefault("name", "rpn")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.head = head
+        self.head = head = deserialize(head)
         if len(anchor_sizes) != max_level - min_level + 1:
             raise ValueError(f"anchor_sizes has {len(anchor_sizes)} entries for RPN levels "
                              f"{min_level}..{max_level}.")
@@ -116,7 +121,7 @@ class RegionProposalNetwork(keras.layers.Layer):
         return {"rpn_objectness": objectness, "rpn_box": box}
 
     def get_config(self):
-        return {**super().get_config(), "anchor_sizes": self.anchor_sizes,
+        return {**super().get_config(), "head": serialize(self.head), "anchor_sizes": self.anchor_sizes,
                 "aspect_ratios": self.aspect_ratios, "min_level": self.levels[0],
                 "max_level": self.levels[-1], "fg_iou": self.fg_iou, "bg_iou": self.bg_iou,
                 "batch_size_per_image": self.batch_size_per_image,
@@ -124,3 +129,77 @@ class RegionProposalNetwork(keras.layers.Layer):
                 "pre_nms_topk_train": self.pre_nms_topk[True], "post_nms_topk_train": self.post_nms_topk[True],
                 "pre_nms_topk_test": self.pre_nms_topk[False], "post_nms_topk_test": self.post_nms_topk[False],
                 "nms_iou": self.nms_iou, "min_size": self.min_size}
+
+
+def _check_anchor_sizes(value):
+    """None, sizes per level (32, 64, ...) or several sizes per level ((128, 256, 512),), all > 0."""
+    if value is None:
+        return
+    ok = isinstance(value, (list, tuple)) and len(value) > 0
+    for level in value if ok else ():
+        sizes = level if isinstance(level, (list, tuple)) else [level]
+        ok = ok and len(sizes) > 0 and all(validate._is_real(v) and v > 0 for v in sizes)
+    if not ok:
+        validate.fail("build_rpn.anchor_sizes", value,
+                      "None, one size > 0 per level, e.g. (32, 64, 128, 256, 512), or a tuple of sizes per "
+                      "level, e.g. ((128, 256, 512),)")
+
+
+def validate_rpn_arguments(args):
+    """Checks build_rpn's own arguments (a dict); raises ConfigError naming the binding."""
+    v = validate
+
+    def b(name):
+        return f"build_rpn.{name}"
+
+    for name in ("batch_size_per_image", "pre_nms_topk_train", "post_nms_topk_train", "pre_nms_topk_test",
+                 "post_nms_topk_test"):
+        v.integer(b(name), args[name], minimum=1)
+    lo = v.integer(b("min_level"), args["min_level"], minimum=2, maximum=6, allow_none=True)
+    hi = v.integer(b("max_level"), args["max_level"], minimum=2, maximum=6, allow_none=True)
+    if lo is not None and hi is not None and lo > hi:
+        v.fail(b("min_level"), lo, f"<= build_rpn.max_level = {hi}")
+    _check_anchor_sizes(args["anchor_sizes"])
+    v.reals(b("aspect_ratios"), args["aspect_ratios"], minimum=0, exclusive_minimum=True)
+    for name in ("fg_iou", "bg_iou"):
+        v.number(b(name), args[name], minimum=0, maximum=1)
+    if args["bg_iou"] > args["fg_iou"]:
+        v.fail(b("bg_iou"), args["bg_iou"], f"<= build_rpn.fg_iou = {args['fg_iou']}")
+    for name in ("positive_fraction", "nms_iou"):
+        v.number(b(name), args[name], minimum=0, maximum=1, exclusive_minimum=True)
+    v.number(b("straddle_thresh"), args["straddle_thresh"])
+
+
+@gin.configurable(denylist=["feature_channels", "default_levels", "default_anchor_sizes"])
+def build_rpn(feature_channels=256, default_levels=(2, 6), default_anchor_sizes=(32, 64, 128, 256, 512),
+              min_level=None, max_level=None, anchor_sizes=None, aspect_ratios=(0.5, 1.0, 2.0),
+              fg_iou=0.7, bg_iou=0.3, batch_size_per_image=256, positive_fraction=0.5, straddle_thresh=0.0,
+              pre_nms_topk_train=2000, post_nms_topk_train=1000, pre_nms_topk_test=1000,
+              post_nms_topk_test=1000, nms_iou=0.7):
+    """The RPN (its head, anchors, targets and proposals) -> RegionProposalNetwork named "rpn".
+
+    Args:
+      feature_channels: width of the features it runs on (the FPN's, or VGG-16's conv5_3).
+      default_levels, default_anchor_sizes: what the backbone implies when min_level / max_level /
+        anchor_sizes are None: levels 2..6 with 32..512 for ResNet-FPN; 4..4 with (128, 256, 512) on
+        one level for VGG-16.
+      min_level, max_level, anchor_sizes, aspect_ratios (gin): anchors; anchor_sizes has one entry per
+        level (a size, or a tuple of sizes).
+      fg_iou, bg_iou, batch_size_per_image, positive_fraction (gin): anchor labels and sample.
+      straddle_thresh (gin): anchors reaching more than this many pixels outside the scaled image are
+        ignored (0, Detectron's RPN_STRADDLE_THRESH; -1 keeps all, detectron2).
+      pre_nms_topk_train/test (per level), post_nms_topk_train/test (per image), nms_iou (gin): proposals.
+    """
+    args = dict(locals())
+    validate_rpn_arguments(args)
+    lo, hi = min_level or default_levels[0], max_level or default_levels[1]
+    anchor_sizes = anchor_sizes or default_anchor_sizes
+    sizes_per_location = len(anchor_sizes[0]) if isinstance(anchor_sizes[0], (tuple, list)) else 1
+    head = RPNHead(num_anchors=sizes_per_location * len(aspect_ratios), num_channels=feature_channels,
+                   name="rpn_head")
+    return RegionProposalNetwork(
+        head, anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios, min_level=lo, max_level=hi,
+        fg_iou=fg_iou, bg_iou=bg_iou, batch_size_per_image=batch_size_per_image,
+        positive_fraction=positive_fraction, straddle_thresh=straddle_thresh,
+        pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
+        pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=nms_iou)

@@ -69,13 +69,31 @@ def read_label_map(model_dir):
 
 
 def parse_config(model_dir, extra_bindings=()):
-    """Parses DIR/config.gin (unknown names are errors) plus `extra_bindings`."""
+    """Parses DIR/config.gin (unknown names are errors) plus `extra_bindings`.
+
+    A config.gin written before build_model's settings moved to the component builders (issue 9) is
+    read in the new names (`factory.translate_flat_bindings`), with a warning.
+    """
+    import tempfile
+
+    from rethink_tf.modeling.factory import translate_flat_bindings
     from rethink_tf.training import config
     path = os.path.join(model_dir, CONFIG_FILE)
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{path} not found: the training run writes it (rethink_tf.train)")
     gin.clear_config()
-    config.parse([path], list(extra_bindings), finalize=False)
+    with tf.io.gfile.GFile(path) as f:
+        text, renamed = translate_flat_bindings(f.read())
+    if not renamed:
+        config.parse([path], list(extra_bindings), finalize=False)
+        return
+    logging.warning("%s uses build_model bindings that moved to the component builders (%s); reading them "
+                    "under their new names (rethink_tf/modeling/README.md, 'Bindings')", path, ", ".join(renamed))
+    with tempfile.TemporaryDirectory() as tmp:
+        translated = os.path.join(tmp, CONFIG_FILE)
+        with open(translated, "w") as f:
+            f.write(text)
+        config.parse([translated], list(extra_bindings), finalize=False)
 
 
 def _eval_dataset_parameter(name):

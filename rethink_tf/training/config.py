@@ -91,12 +91,21 @@ def parse(gin_files, gin_bindings, finalize: bool = True) -> None:
         gin.parse_config_files_and_bindings(gin_files, gin_bindings, skip_unknown=False,
                                             finalize_config=finalize)
     except (ValueError, KeyError, OSError, SyntaxError) as e:
+        from rethink_tf.modeling.factory import moved_binding_message
+        moved = moved_binding_message(str(e), [_read(f) for f in gin_files] + gin_bindings)
+        if moved:
+            raise ConfigError(f"{', '.join(gin_files) or 'gin bindings'}: {moved}") from e
         raise ConfigError(f"invalid gin configuration ({', '.join(gin_files) or 'no files'}"
                           f"{'; bindings ' + repr(gin_bindings) if gin_bindings else ''}): {e}") from e
     check_bindings()
 
 
 _UNBOUND = object()
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
 
 
 def _binding(name):
@@ -132,13 +141,15 @@ def check_bindings() -> None:
 
     Each configurable checks its arguments again when called; checking these two here as well stops a
     run with a bad model or schedule binding before any data is read (loading COCO train2017 takes a
-    minute). Scoped bindings (`train/build_model.x`) are left to the call-time checks.
+    minute). Scoped bindings (`train/build_rpn.x`) are left to the call-time checks; so are the
+    component checks not listed in `factory.component_checks` (they run when the model is built).
     """
     from rethink_tf.modeling import factory
     from rethink_tf.training import schedule
     from rethink_tf.utils import validate
 
-    factory._validate_arguments(_arguments(factory.build_model, "build_model", num_classes=1))
+    for name, fn, check in factory.component_checks():
+        check(_arguments(fn, name))
     batch = _binding("experiment.global_batch_size")
     batch = 16 if batch is _UNBOUND else batch
     validate.integer("experiment.global_batch_size", batch, minimum=1)

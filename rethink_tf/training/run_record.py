@@ -8,7 +8,8 @@ variable shapes happen to agree the checkpoint restores and evaluate/export serv
   record inside every checkpoint (`RECORD_KEY`, a string variable), so a checkpoint describes itself.
 - The record is a flat dict of named fields (`describe`):
   `build_model.<arg>`: every `build_model` argument as used (its defaults, the gin bindings, then the
-  explicit `num_classes` / `mask` of the call); `build_norm.<arg>` likewise; `model.<attr>`: the built
+  explicit `num_classes` / `mask` of the call); `<component>.<arg>` likewise for every component
+  builder of MODEL_CONFIGURABLES (build_backbone, build_rpn, ..., build_norm); `model.<attr>`: the built
   model's resolved inference settings (anchors, RPN levels, test top-k, NMS, score threshold,
   detections per image), which also catches a change of code defaults; `inference.<field>`: the eval
   preprocessing (`rethink_tf.serving.model_dir.inference_config()`, every field); `label_map.category_ids`.
@@ -39,9 +40,16 @@ from rethink_tf.utils.validate import InputError
 RECORD_FILE = "run_config.json"
 RECORD_KEY = "run_record"  # name of the string variable in the checkpoint
 _CHECKPOINT_TENSOR = f"{RECORD_KEY}/.ATTRIBUTES/VARIABLE_VALUE"
-# The gin configurables that shape the model (build_model and what it calls), with the parameters
-# each call sets itself (gin's denylist), which are not configuration.
-MODEL_CONFIGURABLES = {"build_model": (), "build_norm": ("kind", "name", "zero_init")}
+# The gin configurables that shape the model (build_model and the component builders it calls), with
+# the parameters each call sets itself (gin's denylist, or set by build_model), which are not configuration.
+MODEL_CONFIGURABLES = {
+    "build_model": (), "build_backbone": ("kind", "norm", "name"), "build_fpn": ("norm",),
+    "build_rpn": ("feature_channels", "default_levels", "default_anchor_sizes"),
+    "conv_fc_box_head": ("name", "norm", "default_fc_dim"), "fc_box_head": ("name", "norm", "default_fc_dim"),
+    "roi_sampling": (), "standard_roi_heads": ("num_classes", "stage_kwargs", "branches"),
+    "cascade_roi_heads": ("num_classes", "stage_kwargs", "branches"),
+    "build_mask_branch": ("num_classes", "norm", "pooler_kwargs"), "build_postprocessor": (),
+    "build_norm": ("kind", "name", "zero_init")}
 # Resolved inference settings read from the built MaskRCNN (attribute -> how to read it).
 _MODEL_ATTRIBUTES = {
     "num_classes": lambda m: m.num_classes,

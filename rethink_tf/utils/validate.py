@@ -1,10 +1,10 @@
 """Up-front checks of configurable arguments: each bad value is a `ConfigError` naming its gin binding.
 
 Every gin configurable checks the type and range of its arguments first thing, before any TensorFlow
-work, so a value wrong in kind (`build_model.depth = "fifty"`, `build_model.base_width = "16"`) stops the
+work, so a value wrong in kind (`build_backbone.depth = "fifty"`, `build_backbone.base_width = "16"`) stops the
 run at start-up with a message such as
 
-    build_model.depth = 'fifty': expected one of (50, 101, 152)
+    build_backbone.depth = 'fifty': expected one of (50, 101, 152)
 
 instead of being ignored or failing deep inside Keras. Integers are strict: a bool, a float or a string
 is not an int (gin parses `16` as an int and `"16"` as a string, so the fix is always in the binding).

@@ -3,16 +3,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rethink_tf.modeling.factory import build_model
+from rethink_tf.modeling.factory import build_model_from_bindings
 
-TINY = dict(base_width=8, blocks_per_stage=(1, 1, 1, 1), fpn_channels=16, box_num_convs=2, box_conv_dim=8,
-            box_fc_dim=32, mask_num_convs=2, mask_conv_dim=8, pre_nms_topk_train=200,
-            post_nms_topk_train=100, pre_nms_topk_test=100, post_nms_topk_test=50, roi_num_samples=64,
-            detections_per_image=20)
+# gin bindings of the tiny test detector (64-128 px images, narrow widths).
+TINY = {
+    "build_backbone.base_width": 8, "build_backbone.blocks_per_stage": (1, 1, 1, 1), "build_fpn.num_channels": 16,
+    "conv_fc_box_head.num_convs": 2, "conv_fc_box_head.conv_dim": 8, "conv_fc_box_head.fc_dim": 32,
+    "build_mask_branch.num_convs": 2, "build_mask_branch.conv_dim": 8, "build_rpn.pre_nms_topk_train": 200,
+    "build_rpn.post_nms_topk_train": 100, "build_rpn.pre_nms_topk_test": 100, "build_rpn.post_nms_topk_test": 50,
+    "roi_sampling.batch_size_per_image": 64, "build_postprocessor.detections_per_image": 20,
+}
 
 
-def tiny_model(num_classes=3, **overrides):
-    return build_model(num_classes, **{**TINY, **overrides})
+def tiny_model(num_classes=3, bindings=None, **model_kwargs):
+    """The tiny detector: TINY updated by `bindings` ({"build_fpn.num_channels": 32, ...}); `model_kwargs`
+    are build_model's own (roi_heads, mask, sampling_seed, ...)."""
+    return build_model_from_bindings(num_classes, {**TINY, **(bindings or {})}, **model_kwargs)
 
 
 def synthetic_batch(batch_size=2, size=64, num_classes=3, seed=0):

@@ -183,12 +183,11 @@ def test_switch_from_a_plain_checkpoint_loads_every_shared_variable(tmp_path):
     """A plain Mask R-CNN checkpoint (as the Trainer writes it) initializes a cascade run through the
     experiment's model builder: every plain variable is copied except stage 1's class-specific box
     regressor (skipped: the cascade's is class-agnostic), stages 2-3 start fresh, and the report says so."""
-    from rethink_tf.modeling.factory import build_model
     from rethink_tf.training import experiment
-    from .conftest import TINY
+    from .conftest import TINY, tiny_model
 
     keras.utils.set_random_seed(1)
-    plain = build_model(3, **TINY)
+    plain = tiny_model(3)
     plain.build_networks()
     for v in plain.weights:  # distinctive values, so a copy cannot match by chance
         v.assign(tf.random.normal(v.shape, seed=None) * 0.1 + 0.5)
@@ -199,8 +198,8 @@ def test_switch_from_a_plain_checkpoint_loads_every_shared_variable(tmp_path):
     skip = [r"^box_predictor/box_deltas/"]
     gin.clear_config()
     try:
-        for key, value in {**TINY, "roi_heads": "cascade"}.items():
-            gin.bind_parameter(f"build_model.{key}", value)
+        for key, value in {**TINY, "build_model.roi_heads": "cascade"}.items():
+            gin.bind_parameter(key, value)
         source = types.SimpleNamespace(categories=[{"id": i} for i in (1, 2, 3)], has_masks=True)
         model = experiment.model_builder(source, report_dir=str(tmp_path / "run"), init_checkpoint=prefix,
                                          init_checkpoint_skip=skip)()

@@ -18,9 +18,12 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco128
 IMAGE_IDS = (142, 623)
 STEPS = 150
 SIZE = 128
-MODEL = dict(base_width=16, blocks_per_stage=(1, 1, 1, 1), fpn_channels=32, box_num_convs=2, box_conv_dim=16,
-             box_fc_dim=64, mask_num_convs=2, mask_conv_dim=16, pre_nms_topk_train=200, post_nms_topk_train=100,
-             pre_nms_topk_test=100, post_nms_topk_test=50, roi_num_samples=64, detections_per_image=20)
+MODEL = {"build_backbone.base_width": 16, "build_backbone.blocks_per_stage": (1, 1, 1, 1), "build_fpn.num_channels": 32,
+         "conv_fc_box_head.num_convs": 2, "conv_fc_box_head.conv_dim": 16, "conv_fc_box_head.fc_dim": 64,
+         "build_mask_branch.num_convs": 2, "build_mask_branch.conv_dim": 16, "build_rpn.pre_nms_topk_train": 200,
+         "build_rpn.post_nms_topk_train": 100, "build_rpn.pre_nms_topk_test": 100,
+         "build_rpn.post_nms_topk_test": 50, "roi_sampling.batch_size_per_image": 64,
+         "build_postprocessor.detections_per_image": 20}
 
 
 def train_and_evaluate(roi_heads, steps=STEPS, lr=0.02):
@@ -28,7 +31,7 @@ def train_and_evaluate(roi_heads, steps=STEPS, lr=0.02):
     from rethink_tf.data.input_pipeline import build_dataset
     from rethink_tf.data.sources import CocoSource
     from rethink_tf.evaluation import coco_evaluator, eval_loop
-    from rethink_tf.modeling.factory import build_model
+    from rethink_tf.modeling.factory import build_model_from_bindings
 
     source = CocoSource(DATA / "annotations" / "instances_train2017.json", DATA / "train2017")
     source.image_ids = list(IMAGE_IDS)
@@ -36,7 +39,7 @@ def train_and_evaluate(roi_heads, steps=STEPS, lr=0.02):
                             canvas_size=SIZE, max_instances=16, mask_crop_size=28)
     batch = {k: v for k, v in next(iter(dataset)).items() if k != "gt_keypoints"}
     keras.utils.set_random_seed(0)
-    model = build_model(len(source.categories), roi_heads=roi_heads, **MODEL)
+    model = build_model_from_bindings(len(source.categories), MODEL, roi_heads=roi_heads)
     optimizer = keras.optimizers.SGD(lr, momentum=0.9)
 
     @tf.function

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from rethink_tf.modeling.factory import build_model
+from rethink_tf.modeling.factory import build_model, build_model_from_bindings
 from rethink_tf.modeling.norm import NORM_LAYER_TYPES
 from rethink_tf.ops import rpn_targets
 
@@ -73,10 +73,11 @@ def test_norm_layers_are_exposed_for_weight_decay(run):
 
 
 def test_mask_head_off_and_vgg_faster_rcnn(make_batch):
-    model = build_model(3, backbone="vgg16", norm="none", vgg_width_multiplier=0.0625, mask=False,
-                        box_fc_dim=32, pre_nms_topk_train=100, post_nms_topk_train=50,
-                        pre_nms_topk_test=50, post_nms_topk_test=20, roi_num_samples=32,
-                        detections_per_image=10)
+    model = build_model_from_bindings(3, {
+        "build_backbone.vgg_width_multiplier": 0.0625, "conv_fc_box_head.fc_dim": 32, "build_rpn.pre_nms_topk_train": 100,
+        "build_rpn.post_nms_topk_train": 50, "build_rpn.pre_nms_topk_test": 50, "build_rpn.post_nms_topk_test": 20,
+        "roi_sampling.batch_size_per_image": 32, "build_postprocessor.detections_per_image": 10},
+        backbone="vgg16", norm="none", mask=False)
     assert model.rpn.num_anchors == 9 and model.rpn.levels == [4]
     batch = make_batch(batch_size=1)
     del batch["gt_masks"]
@@ -118,26 +119,32 @@ def test_backbone_weights_load_into_the_detector(run, make_tiny_model, tmp_path)
 
 
 def test_roi_heads_kind_is_chosen_through_the_registry():
-    """A registered kind gets the resolved stage settings and the branches; unknown kinds name the binding."""
+    """A registered kind gets the shared stage settings (head, sample, pooler) and the branches and adds
+    its own gin parameters; unknown kinds name the binding."""
+    import gin
     from rethink_tf.modeling.roi_heads import registry
     seen = {}
 
     @registry.register_roi_heads("two_stage_test")
-    def two_stages(num_classes, stage_kwargs, branches):
+    @gin.configurable(denylist=["num_classes", "stage_kwargs", "branches"])
+    def two_stage_test_roi_heads(num_classes, stage_kwargs, branches, first_iou=0.5):
         seen.update(stage_kwargs)
-        stages = [registry.make_box_stage(num_classes, stage_kwargs),
+        stages = [registry.make_box_stage(num_classes, stage_kwargs, fg_iou=first_iou),
                   registry.make_box_stage(num_classes, stage_kwargs, name="box_stage2",
                                           head_name="box_head_stage2", predictor_name="box_predictor_stage2",
                                           fg_iou=0.6, class_agnostic=True)]
         return registry.StandardRoIHeads(num_classes, stages, branches)
 
     try:
-        model = build_model(3, roi_heads="two_stage_test", roi_fg_iou=0.4)
-        assert seen["fg_iou"] == 0.4 and seen["pooler_kwargs"]["min_level"] == 2
+        model = build_model_from_bindings(3, {"two_stage_test_roi_heads.first_iou": 0.4,
+                                              "roi_sampling.batch_size_per_image": 64},
+                                          roi_heads="two_stage_test")
+        assert seen["num_samples"] == 64 and seen["pooler_kwargs"]["min_level"] == 2
         first, second = model.roi_heads.box_stages
         assert (first.fg_iou, second.fg_iou, second.predictor.class_agnostic) == (0.4, 0.6, True)
+        assert first.head is not second.head and second.head.name == "box_head_stage2"
         assert first.pooler is not second.pooler and list(model.roi_heads.branches) == ["mask"]
-        assert model.roi_heads.branches["mask"].max_fg == 128  # set from the last stage by add_branch
+        assert model.roi_heads.branches["mask"].max_fg == 16  # set from the last stage by add_branch
         assert model.roi_heads.branches["mask"].pooler.output_size == 14
     finally:
         registry._KINDS.pop("two_stage_test")
@@ -162,3 +169,34 @@ def test_entry_points_compose_to_the_model_call(run):
     assert set(got) == set(det)
     for key in det:
         np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(det[key]), err_msg=key)
+
+
+def test_keras_save_and_load_model_round_trip(run, tmp_path):  # 4.2 s on 2 cores at load ~3.7
+    """Issue 16: `model.save("x.keras")` writes the whole detector (every part's get_config, no gin) and
+    `keras.models.load_model` returns a built model with the same detections."""
+    import gin
+    model, batch, _, before = run
+    path = str(tmp_path / "detector.keras")
+    model.save(path)
+    gin.clear_config()  # the file alone describes the model
+    loaded = keras.models.load_model(path)
+    assert loaded.built and [v.path for v in loaded.weights] == [v.path for v in model.weights]
+    after = loaded({"images": batch["images"], "image_info": batch["image_info"]}, training=False)
+    assert set(after) == set(before)
+    for key in before:
+        np.testing.assert_array_equal(np.asarray(after[key]), np.asarray(before[key]), err_msg=key)
+
+
+def test_cascade_model_config_round_trip(make_tiny_model):
+    """get_config / from_config rebuild the same structure without gin (the cascade's stages, names and
+    settings; the mask branch with its pooler): the configuration half of model.save / load_model."""
+    model = make_tiny_model(roi_heads="cascade")
+    clone = type(model).from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+    stages = clone.roi_heads.box_stages
+    assert type(clone.roi_heads).__name__ == "CascadeRoIHeads"
+    assert [s.fg_iou for s in stages] == [0.5, 0.6, 0.7] and [s.head.name for s in stages] == [
+        "box_head", "box_head_stage2", "box_head_stage3"]
+    assert [s.coder_weights for s in stages] == [s.coder_weights for s in model.roi_heads.box_stages]
+    branch = clone.roi_heads.branches["mask"]
+    assert branch.max_fg == model.roi_heads.branches["mask"].max_fg and branch.pooler.output_size == 14

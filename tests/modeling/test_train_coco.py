@@ -31,8 +31,10 @@ def test_every_loss_decreases_on_one_coco_image(coco_batch, make_tiny_model, mak
     # A fixed sampling seed and a small RoI sample (<= 4 fg of 16, saturated from the first step on
     # this image's large objects) keep the per-step losses comparable: with fresh random samples
     # the box loss of 4 RoIs swings by 10x from step to step.
-    model = make_tiny_model(num_classes, base_width=16, fpn_channels=32, box_conv_dim=16,
-                            box_fc_dim=64, mask_conv_dim=16, roi_num_samples=16, sampling_seed=1)
+    model = make_tiny_model(num_classes, {
+        "build_backbone.base_width": 16, "build_fpn.num_channels": 32, "conv_fc_box_head.conv_dim": 16,
+        "conv_fc_box_head.fc_dim": 64, "build_mask_branch.conv_dim": 16, "roi_sampling.batch_size_per_image": 16},
+        sampling_seed=1)
     step = make_train_step(model, batch, base_lr=0.02)
     # The tiny mask head learns slowly, so the run is 90 steps at LR 0.02 and compares the first 5 steps
     # with the last 10. With Detectron's targets (straddle 0, binary masks, per-use seeds) the mask loss

@@ -42,7 +42,7 @@ def exported_run(trained_run, tmp_path_factory):
     from rethink_tf import export
     path = str(tmp_path_factory.mktemp("export") / "saved_model")
     try:
-        export.export(trained_run, path, gin_bindings=["build_model.score_threshold = 0.0"])
+        export.export(trained_run, path, gin_bindings=["build_postprocessor.score_threshold = 0.0"])
     finally:
         gin.clear_config()
     return path

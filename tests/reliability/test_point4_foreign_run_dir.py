@@ -13,7 +13,7 @@ import pytest
 
 from reliability_helpers import run_module, train_args
 
-FOREIGN = {"build_model.anchor_sizes": "(32, 64, 128, 256, 512)", "build_dataset.eval_short_side": "48"}
+FOREIGN = {"build_rpn.anchor_sizes": "(32, 64, 128, 256, 512)", "build_dataset.eval_short_side": "48"}
 
 
 @pytest.fixture()
@@ -37,7 +37,7 @@ def test_the_run_records_what_it_was_trained_with(trained_run):
     with open(os.path.join(trained_run, run_record.RECORD_FILE)) as f:
         recorded = json.load(f)
     fields = recorded["fields"]
-    assert fields["build_model.anchor_sizes"] == [16, 32, 64, 128, 256]
+    assert fields["build_rpn.anchor_sizes"] == [16, 32, 64, 128, 256]
     assert fields["model.anchor_sizes"] == [[16], [32], [64], [128], [256]]
     assert fields["inference.short_side"] == 64 and fields["build_model.num_classes"] == 3
     assert fields["build_norm.gn_groups"] == 4 and fields["model.detections_per_image"] == 10
@@ -55,7 +55,7 @@ def test_the_run_records_what_it_was_trained_with(trained_run):
 def _assert_refused(proc):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert "build_model.anchor_sizes: run [16, 32, 64, 128, 256] vs config.gin [32, 64, 128, 256, 512]" \
+    assert "build_rpn.anchor_sizes: run [16, 32, 64, 128, 256] vs config.gin [32, 64, 128, 256, 512]" \
         in proc.stderr, proc.stderr[-2000:]
     assert "inference.short_side: run 64 vs config.gin 48" in proc.stderr
 
@@ -75,9 +75,9 @@ def test_train_refuses_to_resume_a_foreign_run_dir(foreign_run, data_dir):
     with open(os.path.join(foreign_run, "config.gin")) as f:
         before = f.read()
     proc = run_module("rethink_tf.train", *train_args(
-        foreign_run, data_dir, "build_model.anchor_sizes = (32, 64, 128, 256, 512)"))
+        foreign_run, data_dir, "build_rpn.anchor_sizes = (32, 64, 128, 256, 512)"))
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert ("build_model.anchor_sizes: run [16, 32, 64, 128, 256] vs this configuration "
+    assert ("build_rpn.anchor_sizes: run [16, 32, 64, 128, 256] vs this configuration "
             "[32, 64, 128, 256, 512]") in proc.stderr, proc.stderr[-2000:]
     assert "ckpt-2.index" not in os.listdir(foreign_run)
     with open(os.path.join(foreign_run, "config.gin")) as f:
@@ -85,9 +85,9 @@ def test_train_refuses_to_resume_a_foreign_run_dir(foreign_run, data_dir):
 
 
 def test_the_run_itself_exports_with_overrides(trained_run, exported_run):
-    # exported_run changes build_model.score_threshold through --gin_bindings: allowed, after the check.
+    # exported_run changes build_postprocessor.score_threshold through --gin_bindings: allowed, after the check.
     from rethink_tf.training import run_record
     with open(os.path.join(exported_run, "assets.extra", "export_config.json")) as f:
         exported = json.load(f)
     assert exported["run_fingerprint"] == run_record.read_file(trained_run)["fingerprint"]
-    assert exported["gin_bindings"] == ["build_model.score_threshold = 0.0"]
+    assert exported["gin_bindings"] == ["build_postprocessor.score_threshold = 0.0"]

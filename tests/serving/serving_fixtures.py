@@ -8,17 +8,17 @@ import pytest
 COCO128 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco128" / "train2017"
 
 TINY_BINDINGS = [
-    "build_model.base_width = 8",
-    "build_model.blocks_per_stage = (1, 1, 1, 1)",
-    "build_model.fpn_channels = 32",
-    "build_model.box_num_convs = 1",
-    "build_model.box_conv_dim = 32",
-    "build_model.box_fc_dim = 64",
-    "build_model.mask_num_convs = 1",
-    "build_model.mask_conv_dim = 32",
-    "build_model.pre_nms_topk_test = 200",
-    "build_model.post_nms_topk_test = 100",
-    "build_model.score_threshold = 0.0",
+    "build_backbone.base_width = 8",
+    "build_backbone.blocks_per_stage = (1, 1, 1, 1)",
+    "build_fpn.num_channels = 32",
+    "conv_fc_box_head.num_convs = 1",
+    "conv_fc_box_head.conv_dim = 32",
+    "conv_fc_box_head.fc_dim = 64",
+    "build_mask_branch.num_convs = 1",
+    "build_mask_branch.conv_dim = 32",
+    "build_rpn.pre_nms_topk_test = 200",
+    "build_rpn.post_nms_topk_test = 100",
+    "build_postprocessor.score_threshold = 0.0",
     "eval/build_dataset.eval_short_side = 96",
     "build_dataset.max_size = 128",
 ]

@@ -139,7 +139,7 @@ def test_checkpoint_of_another_configuration_is_refused(tiny_model, tmp_path):
     write_run(run, model)
     try:  # a wider FPN than the checkpointed one
         with pytest.raises(model_dir_lib.IncompleteCheckpointError, match="fpn"):
-            model_dir_lib.load_model(run, extra_bindings=["build_model.fpn_channels = 64"])
+            model_dir_lib.load_model(run, extra_bindings=["build_fpn.num_channels = 64"])
     finally:
         gin.clear_config()
 
@@ -155,7 +155,7 @@ def test_inference_config_file_is_read_instead_of_gin(tmp_path):
     try:
         gin.clear_config()
         config.parse([], ["eval/build_dataset.eval_short_side = 96", "build_dataset.max_size = 160",
-                          "build_model.detections_per_image = 7"], finalize=False)
+                          "build_postprocessor.detections_per_image = 7"], finalize=False)
         model_dir_lib.write_inference_config(run, build_model(num_classes=2, mask=False))
         gin.clear_config()
         config.parse([], ["eval/build_dataset.eval_short_side = 512"], finalize=False)

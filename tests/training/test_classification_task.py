@@ -71,9 +71,10 @@ def tiny_gin():
     for k, v in TINY_BACKBONE.items():
         gin.bind_parameter(f"build_backbone.{k}", v)
     gin.bind_parameter("build_backbone.zero_init_last_norm", True)
-    for k, v in dict(depth=50, blocks_per_stage=(1, 1, 1, 1), base_width=8, norm="gn", fpn_channels=16,
-                     box_num_convs=1, box_conv_dim=8, box_fc_dim=16, mask=False).items():
-        gin.bind_parameter(f"build_model.{k}", v)
+    # the detector shares the build_backbone bindings above
+    for k, v in {"build_model.norm": "gn", "build_fpn.num_channels": 16, "conv_fc_box_head.num_convs": 1,
+                 "conv_fc_box_head.conv_dim": 8, "conv_fc_box_head.fc_dim": 16, "build_model.mask": False}.items():
+        gin.bind_parameter(k, v)
     gin.bind_parameter("build_norm.gn_groups", 4)
     yield
     gin.clear_config()

@@ -81,6 +81,7 @@ def _operative(fn, param, scope=None):
 def _recipe(path):
     """The operative recipe of one experiment file, in the units of PAPER_ROWS."""
     from rethink_tf.data.input_pipeline import build_dataset
+    from rethink_tf.modeling.backbones.builder import build_backbone
     from rethink_tf.modeling.factory import build_model
     from rethink_tf.modeling.norm import build_norm
     from rethink_tf.training import experiment, optimizer, schedule, trainer
@@ -103,9 +104,10 @@ def _recipe(path):
             momentum=_operative(optimizer.build_optimizer, "momentum"))
         for param in ("short_side_step", "max_size", "flip_prob", "divide_by_std"):
             recipe[param] = _operative(build_dataset, param, "train")
-        for param in ("backbone", "depth", "groups", "width_per_group", "norm", "box_head", "mask", "roi_heads",
-                      "freeze_at"):
+        for param in ("backbone", "norm", "box_head", "mask", "roi_heads"):
             recipe[param] = _operative(build_model, param)
+        for param in ("depth", "groups", "width_per_group", "freeze_at"):
+            recipe[param] = _operative(build_backbone, param)
         for param in ("bias_lr_factor", "bias_weight_decay"):
             recipe[param] = _operative(optimizer.parameter_groups, param)
         header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))

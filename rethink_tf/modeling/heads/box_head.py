@@ -1,10 +1,23 @@
-"""Box heads (RoI features -> a 1024-d vector per RoI) and the box predictor."""
+"""Box heads (RoI features -> a 1024-d vector per RoI), their gin builders, and the box predictor.
+
+A box head is selected by name (`build_model.box_head`) from the registry ("box" category). What is
+registered is a *builder*, a gin configurable that owns the head's own parameters (widths, depth):
+`conv_fc_box_head.*` for "4conv1fc", `fc_box_head.*` for "2fc". The model calls a builder as
+`builder(name=..., norm=..., default_fc_dim=...)`: the layer name (one per cascade stage), the
+model's head norm (`build_model.head_norm`, else `build_model.norm`) and the fc width the backbone
+implies (1024; 4096 for VGG-16's fc6 / fc7). A new head registers a builder the same way.
+"""
+import gin
 import keras
 from keras import ops
 
 from rethink_tf.modeling import init
 from rethink_tf.modeling.heads.registry import register_head
 from rethink_tf.modeling.layers import ConvNorm
+from rethink_tf.modeling.norm import NORM_KINDS
+from rethink_tf.utils import validate
+
+BUILDER_ARGS = ("name", "norm", "default_fc_dim")  # what the model passes to every box-head builder
 
 
 def _flatten_rois(x):
@@ -13,7 +26,6 @@ def _flatten_rois(x):
     return ops.reshape(x, (-1, s[2], s[3], s[4]))
 
 
-@register_head("box", "2fc")
 @keras.saving.register_keras_serializable(package="rethink_tf")
 class TwoFCHead(keras.layers.Layer):
     """[B, R, S, S, C] -> [B, R, fc_dim]: flatten, fc + ReLU, fc + ReLU (Xavier, no norm).
@@ -39,7 +51,6 @@ class TwoFCHead(keras.layers.Layer):
         return {**super().get_config(), "fc_dim": self.fc_dim, "num_fcs": self.num_fcs}
 
 
-@register_head("box", "4conv1fc")
 @keras.saving.register_keras_serializable(package="rethink_tf")
 class ConvFCHead(keras.layers.Layer):
     """[B, R, S, S, C] -> [B, R, fc_dim]: num_convs x (3x3 conv + norm + ReLU), flatten, fc + ReLU.
@@ -98,3 +109,38 @@ class BoxPredictor(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes,
                 "class_agnostic": self.class_agnostic}
+
+
+def check_conv_fc_arguments(args):
+    validate.integer("conv_fc_box_head.num_convs", args["num_convs"], minimum=0)
+    validate.integer("conv_fc_box_head.conv_dim", args["conv_dim"], minimum=1)
+    validate.integer("conv_fc_box_head.fc_dim", args["fc_dim"], minimum=1, allow_none=True)
+
+
+def check_fc_arguments(args):
+    validate.integer("fc_box_head.fc_dim", args["fc_dim"], minimum=1, allow_none=True)
+
+
+@register_head("box", "4conv1fc")
+@gin.configurable(denylist=list(BUILDER_ARGS))
+def conv_fc_box_head(name="box_head", norm="gn", default_fc_dim=1024, num_convs=4, conv_dim=256, fc_dim=None):
+    """Builder of the "4conv1fc" head (ConvFCHead): num_convs x (3x3 conv conv_dim + norm + ReLU), fc.
+
+    fc_dim: None takes `default_fc_dim` (1024; 4096 on VGG-16).
+    """
+    check_conv_fc_arguments(locals())
+    validate.one_of("build_model.head_norm", norm, NORM_KINDS)
+    return ConvFCHead(num_convs=num_convs, conv_dim=conv_dim, fc_dim=fc_dim or default_fc_dim, norm=norm,
+                      name=name)
+
+
+@register_head("box", "2fc")
+@gin.configurable(denylist=list(BUILDER_ARGS))
+def fc_box_head(name="box_head", norm="none", default_fc_dim=1024, fc_dim=None):
+    """Builder of the "2fc" head (TwoFCHead: two fc fc_dim + ReLU, no norm; `norm` is not used).
+
+    fc_dim: None takes `default_fc_dim` (1024; 4096 on VGG-16, its fc6 / fc7).
+    """
+    del norm  # the fc layers have no norm (Detectron's 2fc head)
+    check_fc_arguments(locals())
+    return TwoFCHead(fc_dim=fc_dim or default_fc_dim, name=name)

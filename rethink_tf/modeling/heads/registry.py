@@ -1,13 +1,16 @@
 """Registry of head networks by (category, name), so gin picks heads by string.
 
-Categories in use: "box" ("2fc", "4conv1fc"), "mask" ("conv_upsample"). New heads (e.g. a
-keypoint head) register under a new category with `@register_head("keypoint", "name")`.
+Categories in use: "box" ("2fc", "4conv1fc": gin-configurable builder functions, see
+heads/box_head.py for the arguments the model passes them), "mask" ("conv_upsample", the class). New
+heads register a class or a builder (any callable returning the layer) with
+`@register_head(category, "name")`; a builder decorated with `@gin.configurable` gets its own
+bindings (`my_head.width = 64`) and is picked by `build_model.box_head = "name"`.
 """
 _REGISTRY = {}
 
 
 def register_head(category, name):
-    """Class decorator registering a head class under (category, name)."""
+    """Decorator registering a head class or builder function under (category, name)."""
 
     def wrap(cls):
         key = (category, name)

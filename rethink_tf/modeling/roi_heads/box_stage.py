@@ -12,6 +12,7 @@ from rethink_tf.ops import box_coder, box_ops, losses, roi_sampling
 
 from rethink_tf.modeling.heads.box_head import BoxPredictor
 from rethink_tf.modeling.heads.registry import build_head
+from rethink_tf.modeling.layers import deserialize, serialize
 from rethink_tf.modeling.roi_heads.pooler import RoIPooler
 
 
@@ -21,8 +22,9 @@ class RoIBoxStage(keras.layers.Layer):
 
     Args:
       num_classes: K foreground classes.
-      head: registered box head name ("2fc", "4conv1fc").
-      head_kwargs: keyword arguments of the head (widths, norm).
+      head: the box head layer, or a registered box head name ("2fc", "4conv1fc") built here with
+        `head_kwargs` and name `head_name` (or a serialized layer, from `get_config`).
+      head_kwargs: keyword arguments of a head given by name.
       coder_weights: (wy, wx, wh, ww) of the box coder (10, 10, 5, 5).
       fg_iou: IoU for a foreground RoI (0.5; cascade 0.6 / 0.7); background below it.
       num_samples: RoIs sampled per image (512).
@@ -45,13 +47,15 @@ class RoIBoxStage(keras.layers.Layer):
         kwargs.setdefault("name", "box_stage")
         kwargs.setdefault("autocast", False)  # RoIs stay float32 under mixed precision
         super().__init__(**kwargs)
-        if isinstance(pooler, dict):
-            pooler = keras.saving.deserialize_keras_object(pooler)
+        pooler = deserialize(pooler)
         self.pooler = pooler if pooler is not None else RoIPooler(7, name="box_pooler")
-        self._config = dict(num_classes=num_classes, head=head, head_kwargs=dict(head_kwargs or {}),
+        if isinstance(head, str):
+            head = build_head("box", head, name=head_name, **(head_kwargs or {}))
+        self.head = deserialize(head)
+        self._config = dict(num_classes=num_classes,
                             coder_weights=tuple(coder_weights), fg_iou=fg_iou, num_samples=num_samples,
                             fg_fraction=fg_fraction, class_agnostic=class_agnostic,
-                            pooler=keras.saving.serialize_keras_object(self.pooler),
+                            pooler=serialize(self.pooler),
                             crowd_filter_thresh=crowd_filter_thresh, sampling_seed=sampling_seed,
                             head_name=head_name, predictor_name=predictor_name)
         self.num_classes = num_classes
@@ -59,7 +63,6 @@ class RoIBoxStage(keras.layers.Layer):
         self.fg_iou, self.num_samples, self.fg_fraction = fg_iou, num_samples, fg_fraction
         self.sampling_seed = sampling_seed
         self.crowd_filter_thresh = crowd_filter_thresh
-        self.head = build_head("box", head, name=head_name, **(head_kwargs or {}))
         self.predictor = BoxPredictor(num_classes, class_agnostic=class_agnostic, name=predictor_name)
 
     def sample(self, proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, gt_is_crowd=None, seed=None):
@@ -111,4 +114,4 @@ class RoIBoxStage(keras.layers.Layer):
         return ops.softmax(logits, axis=-1)[:, :, 1:] * ops.cast(valid, "float32")[..., None]
 
     def get_config(self):
-        return {**super().get_config(), **self._config}
+        return {**super().get_config(), **self._config, "head": serialize(self.head)}

@@ -21,19 +21,23 @@ start from a plain Mask R-CNN checkpoint (`rethink_tf.training.warm_start`) and 
 stage 1's regressor, class-specific in the plain model) start fresh; stage k > 1 has its own head and
 predictor names, box_head_stage<k>/... and box_predictor_stage<k>/....
 
-Built by `build_model.roi_heads = "cascade"` (registry kind "cascade"): stage 1 from the model's
-box-stage settings (class-agnostic whatever `build_model.class_agnostic_box` says), stage k with IoU
-CASCADE_IOUS[k-1] and the model's coder weights times k (the defaults give (10, 10, 5, 5), (20, 20, 10,
-10), (30, 30, 15, 15)).
+Built by `build_model.roi_heads = "cascade"` (registry kind "cascade", gin configurable
+`cascade_roi_heads`): every stage samples as `roi_sampling` says; stage k has IoU
+`cascade_roi_heads.stage_ious[k-1]` and coder weights `cascade_roi_heads.stage_box_coder_weights[k-1]`
+(defaults (0.5, 0.6, 0.7) and (10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15)).
 """
+import gin
+import keras
 from keras import ops
 
 from rethink_tf.modeling.roi_heads.registry import make_box_stage, register_roi_heads
 from rethink_tf.modeling.roi_heads.roi_heads import StandardRoIHeads
 from rethink_tf.ops import cascade_targets
 from rethink_tf.ops.gradients import scale_gradient
+from rethink_tf.utils import validate
 
 CASCADE_IOUS = (0.5, 0.6, 0.7)
+CASCADE_CODER_WEIGHTS = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0), (30.0, 30.0, 15.0, 15.0))
 
 
 def stage_losses(stages, features, first_targets, gt_boxes, gt_classes, gt_valid, gt_is_crowd, image_hw):
@@ -79,6 +83,7 @@ def predict(stages, features, proposals, proposal_valid, image_hw):
     return decoded, scores
 
 
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class CascadeRoIHeads(StandardRoIHeads):
     """StandardRoIHeads with N >= 2 class-agnostic box stages run in sequence (see the module docstring).
 
@@ -122,17 +127,35 @@ class CascadeRoIHeads(StandardRoIHeads):
                        ops.cast(image_info, "float32")[:, 1, :])
 
 
+def check_cascade_arguments(args):
+    v = validate
+    ious, weights_per_stage = args["stage_ious"], args["stage_box_coder_weights"]
+    v.reals("cascade_roi_heads.stage_ious", ious, minimum=0)
+    if len(ious) < 2 or list(ious) != sorted(ious) or max(ious) > 1:
+        v.fail("cascade_roi_heads.stage_ious", ious, "at least 2 increasing IoUs in [0, 1]")
+    if not isinstance(weights_per_stage, (list, tuple)) or len(weights_per_stage) != len(ious):
+        v.fail("cascade_roi_heads.stage_box_coder_weights", weights_per_stage,
+               f"one (wy, wx, wh, ww) per stage ({len(ious)} stages, cascade_roi_heads.stage_ious)")
+    for weights in weights_per_stage:
+        v.reals("cascade_roi_heads.stage_box_coder_weights", weights, length=4, minimum=0,
+                exclusive_minimum=True)
+
+
 @register_roi_heads("cascade")
-def cascade_roi_heads(num_classes, stage_kwargs, branches, ious=CASCADE_IOUS):
-    """Registry builder: N = len(ious) class-agnostic stages; stage k has fg_iou ious[k-1] and the
-    model's coder weights times k; the branches follow the last stage."""
-    if len(ious) < 2 or list(ious) != sorted(ious):
-        raise ValueError(f"cascade: IoU thresholds {ious}: expected at least 2, increasing")
-    weights = tuple(float(w) for w in stage_kwargs["coder_weights"])
+@gin.configurable(denylist=["num_classes", "stage_kwargs", "branches"])
+def cascade_roi_heads(num_classes, stage_kwargs, branches, stage_ious=CASCADE_IOUS,
+                      stage_box_coder_weights=CASCADE_CODER_WEIGHTS):
+    """Registry builder: N = len(stage_ious) class-agnostic stages; stage k has foreground IoU
+    stage_ious[k-1] and box coder weights stage_box_coder_weights[k-1]; the branches follow the last stage.
+
+    Args (gin): stage_ious: increasing, >= 2 of them ((0.5, 0.6, 0.7)); stage_box_coder_weights: one
+      (wy, wx, wh, ww) per stage (((10, 10, 5, 5), (20, 20, 10, 10), (30, 30, 15, 15))).
+    """
+    check_cascade_arguments(locals())
     stages = []
-    for k, iou in enumerate(ious, start=1):
+    for k, (iou, weights) in enumerate(zip(stage_ious, stage_box_coder_weights), start=1):
         names = {} if k == 1 else dict(name=f"box_stage_{k}", head_name=f"box_head_stage{k}",
                                         predictor_name=f"box_predictor_stage{k}")
         stages.append(make_box_stage(num_classes, stage_kwargs, fg_iou=iou, class_agnostic=True,
-                                     coder_weights=tuple(w * k for w in weights), **names))
+                                     coder_weights=tuple(float(w) for w in weights), **names))
     return CascadeRoIHeads(num_classes, stages, branches)

@@ -7,15 +7,20 @@ the matched gt mask resampled into each RoI and binarized at `target_threshold` 
 per-pixel sigmoid BCE on the gt class's channel averaged over foreground RoIs. Inference runs it on
 given boxes (the post-processed detections) and returns the given class's channel after a sigmoid.
 """
+import gin
 import keras
 from keras import ops
 
 from rethink_tf.ops import losses, masks
 from rethink_tf.ops.tracing import in_xla_context
 
+from rethink_tf.modeling.heads.mask_head import MaskHead
+from rethink_tf.modeling.layers import deserialize, serialize
 from rethink_tf.modeling.roi_heads.pooler import RoIPooler
+from rethink_tf.utils import validate
 
 
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class MaskBranch(keras.layers.Layer):
     """Mask branch: boxes -> per-class mask logits [B, R, M, M, K] (M = 2 x pooler size).
 
@@ -37,7 +42,8 @@ class MaskBranch(keras.layers.Layer):
         kwargs.setdefault("name", "mask_branch")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
-        self.head = head
+        self.head = deserialize(head)
+        pooler = deserialize(pooler)
         self.pooler = pooler if pooler is not None else RoIPooler(14, name="mask_pooler")
         self.target_threshold = target_threshold
         self.max_fg = None if max_fg is None else int(max_fg)
@@ -86,4 +92,32 @@ class MaskBranch(keras.layers.Layer):
         return {self.output_key: ops.where((classes > 0)[:, :, None, None], ops.sigmoid(picked), 0.0)}
 
     def get_config(self):
-        return {**super().get_config(), "target_threshold": self.target_threshold, "max_fg": self.max_fg}
+        return {**super().get_config(), "head": serialize(self.head), "pooler": serialize(self.pooler),
+                "target_threshold": self.target_threshold, "max_fg": self.max_fg}
+
+
+def check_mask_branch_arguments(args):
+    v = validate
+    v.integer("build_mask_branch.num_convs", args["num_convs"], minimum=0)
+    v.integer("build_mask_branch.conv_dim", args["conv_dim"], minimum=1)
+    v.integer("build_mask_branch.pooler_resolution", args["pooler_resolution"], minimum=1)
+    v.number("build_mask_branch.target_threshold", args["target_threshold"], minimum=0, maximum=1,
+             allow_none=True)
+
+
+@gin.configurable(denylist=["num_classes", "norm", "pooler_kwargs"])
+def build_mask_branch(num_classes, norm="gn", pooler_kwargs=None, num_convs=4, conv_dim=256,
+                      pooler_resolution=14, target_threshold=0.5):
+    """The Mask R-CNN mask branch: its RoIPooler, MaskHead and targets -> MaskBranch.
+
+    Args:
+      num_classes: K (one mask channel per class); norm: the model's head norm (`build_model.head_norm`,
+        else `build_model.norm`); pooler_kwargs: the model's RoI levels and sampling ratio.
+      num_convs, conv_dim (gin): the head's 3x3 convs (4 x 256); the 2x deconv doubles the pooled size.
+      pooler_resolution (gin): RoIAlign output size (14 -> 28x28 masks).
+      target_threshold (gin): mask targets binarized at >= this (0.5, Detectron); None: soft targets.
+    """
+    check_mask_branch_arguments(locals())
+    head = MaskHead(num_classes, num_convs=num_convs, conv_dim=conv_dim, norm=norm, name="mask_head")
+    pooler = RoIPooler(pooler_resolution, name="mask_pooler", **(pooler_kwargs or {}))
+    return MaskBranch(head, pooler=pooler, target_threshold=target_threshold)

@@ -15,7 +15,10 @@ import math
 import keras
 from keras import ops
 
+from rethink_tf.modeling.layers import deserialize, serialize
 
+
+@keras.saving.register_keras_serializable(package="rethink_tf")
 class StandardRoIHeads(keras.layers.Layer):
     """A list of box stages (one here) and a dict of branches {name: branch}.
 
@@ -32,12 +35,12 @@ class StandardRoIHeads(keras.layers.Layer):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.num_classes = num_classes
-        self.box_stages = list(box_stages)
+        self.box_stages = [deserialize(stage) for stage in box_stages]
         if not self.box_stages:
             raise ValueError("StandardRoIHeads needs at least one box stage")
         self.branches = {}
         for name, branch in (branches or {}).items():
-            self.add_branch(name, branch)
+            self.add_branch(name, deserialize(branch))
 
     def add_branch(self, name, branch):
         """Adds a branch (run on the last stage's foreground RoIs / on given boxes)."""
@@ -47,7 +50,9 @@ class StandardRoIHeads(keras.layers.Layer):
         self.branches[name] = branch
 
     def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "box_stages": [serialize(stage) for stage in self.box_stages],
+                "branches": {name: serialize(branch) for name, branch in self.branches.items()}}
 
     @property
     def box_stage(self):
