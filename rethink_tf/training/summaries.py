@@ -11,8 +11,12 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from rethink_tf.training import run_record
+
 # Configurables whose explicit bindings become hyper-parameters of the run (besides the Trainer's own).
-HPARAM_CONFIGURABLES = ("experiment", "pretrain", "paper_schedule", "build_model", "build_norm", "build_dataset")
+# The job's configurables plus every configurable that shapes the detector (run_record's list).
+HPARAM_CONFIGURABLES = ("experiment", "pretrain", "paper_schedule", "build_dataset",
+                        *run_record.MODEL_CONFIGURABLES)
 
 
 def _hparam_value(value):

@@ -13,7 +13,7 @@ from reliability_helpers import run_module
 
 TTA = ["--gin_bindings=TestTimeAugmentation.scales = (48,)",
        "--gin_bindings=TestTimeAugmentation.max_size = 96",
-       "--gin_bindings=build_model.score_threshold = 0.0"]
+       "--gin_bindings=build_postprocessor.score_threshold = 0.0"]
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,7 @@ def test_tiny_run_log_and_tensorboard(tmp_path):
 
     from rethink_tf.evaluation import eval_loop
     from rethink_tf.training import experiment, summaries
+    from rethink_tf.utils import visualize
 
     run = tmp_path / "run"
     proc, _ = _run("rethink_tf.train", f"--gin_file={REPO}/tests/reliability/tiny_run.gin", f"--model_dir={run}",
@@ -86,11 +87,12 @@ def test_tiny_run_log_and_tensorboard(tmp_path):
     assert [s for s, _ in scalars["loss/total"]] == [1, 2] and "learning_rate" in scalars
     assert [s for s, _ in summaries.read_scalars(str(run / "eval"))["bbox/AP"]] == [1, 2]  # a curve
     config_text = summaries.read_texts(str(run / "train"))["config/operative_gin"][0][1]
-    assert "build_model.base_width = 8" in config_text
+    assert "build_backbone.base_width = 8" in config_text
     hparams = summaries.read_hparams(str(run / "train"))
-    assert hparams["build_model.base_width"] == 8 and hparams["global_batch_size"] == 2
+    assert hparams["build_backbone.base_width"] == 8 and hparams["global_batch_size"] == 2
     images = summaries.read_images(str(run / "eval"))[experiment.EVAL_IMAGES_TAG]
     assert [s for s, _ in images] == [1, 2]
     drawn = images[-1][1]
-    assert drawn.shape[1:] == (64, 2 * 64 + eval_loop.GAP, 3)  # ground truth | predictions of 64 px images
-    assert not np.array_equal(drawn[:, :, :64], drawn[:, :, -64:])  # ground truth drawn on the left only
+    side = round(64 * visualize.drawing_scale((64, 64)))  # 64 px images are drawn enlarged
+    assert drawn.shape[1:] == (side, 2 * side + eval_loop.GAP, 3)  # ground truth | predictions
+    assert not np.array_equal(drawn[:, :, :side], drawn[:, :, -side:])  # ground truth drawn on the left only
