@@ -94,6 +94,7 @@ def main():
                          checkpoint_every=args.checkpoint_every)
         t.train()
         np.savez(args.weights_out, *weights_of(t.model))
+        distribute.leave_cluster(strategy)
     else:
         mirrored = distribute.get_strategy("mirrored", num_logical_cpus=2)
         assert mirrored.num_replicas_in_sync == 2
