@@ -96,8 +96,8 @@ def leave_cluster(strategy: tf.distribute.Strategy, barrier_timeout_s: float = 2
     Failed to send RPC to coordination service", and a leader that outlives a worker's last heartbeat
     by the heartbeat timeout (10 s) logs "StartAbort ... tasks are unhealthy (stopped sending
     heartbeats)": the lines a worker dying mid-run gives. An exiting Python process stops heartbeating
-    early in its interpreter teardown, which takes 3 s here idle and 11 s on this 2-core machine under
-    load. Hence: all tasks meet at a barrier (the chief may still be writing or evaluating after the
+    seconds before it is gone: its interpreter teardown took 3 s idle and 11 s under load on this 2-core
+    machine (the leader reported the silent worker while it still held its port). Hence: all tasks meet at a barrier (the chief may still be writing or evaluating after the
     others finished training; a task that died makes the barrier raise, as it should), each runs its
     atexit handlers and flushes its logs, the others end at once (`os._exit`, no teardown), and the
     leader waits until every other task's server port is closed (its process is gone; at most
