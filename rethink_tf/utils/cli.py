@@ -75,7 +75,8 @@ def define_run_flags(model_dir_help: str) -> None:
 def run_job(argv, job, next_commands=lambda model_dir: ()) -> None:
     """The `main` of a training job: checks --model_dir, parses the gin files and bindings, chooses the
     distribution strategy, calls `job(model_dir, strategy)`, then (on the chief) logs the run summary
-    ending with `next_commands(model_dir)`, the commands to run next."""
+    ending with `next_commands(model_dir)`, the commands to run next, and leaves a multi-worker cluster
+    in order (`distribute.leave_cluster`)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from absl import logging
@@ -94,3 +95,5 @@ def run_job(argv, job, next_commands=lambda model_dir: ()) -> None:
             model_dir, wall_seconds=time.time() - start, start_step=run.get("start_step", 0),
             total_steps=run.get("total_steps"), global_batch_size=run.get("global_batch_size"), since=start,
             next_commands=next_commands(model_dir)))
+    # Multi-worker: meet the other workers and end the process, the coordination service's host last.
+    distribute.leave_cluster(strategy)

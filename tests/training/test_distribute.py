@@ -1,16 +1,20 @@
 """Distribution, each in its own processes (logical devices and TF_CONFIG must be set before TF starts).
 
 - MirroredStrategy over 2 logical CPUs: one SyncBN step equals one single-device step on the same global batch.
-- MultiWorkerMirroredStrategy, 2 workers on 127.0.0.1: a few steps run and both end with identical weights.
+- MultiWorkerMirroredStrategy, 2 workers on 127.0.0.1: a few steps run, both end with identical weights
+  and neither logs an error line.
 """
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 
 import numpy as np
+
+from rethink_tf.utils import logs
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "toy_train_script.py")
 
@@ -52,7 +56,7 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": task}})
         procs.append(subprocess.Popen(
             [sys.executable, SCRIPT, str(tmp_path / "run"), "multi_worker", "--steps", "4", "--checkpoint_every", "2",
-             "--weights_out", str(tmp_path / f"w{task}.npz")],
+             "--weights_out", str(tmp_path / f"w{task}.npz"), "--heartbeat_timeout_ms", "4000", "--chief_linger", "8"],
             env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         outputs = [p.communicate(timeout=300) for p in procs]
@@ -62,6 +66,12 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
                 p.kill()
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
+        # A clean run logs no error. Without distribute.leave_cluster, the task that exits last logs
+        # "BaseCollectiveExecutor::StartAbort UNAVAILABLE" (the other stopped heartbeating): here worker 1
+        # would leave while the chief lingers 8 s, twice the 4 s heartbeat timeout set for the test.
+        errors = [line for line in err.splitlines()
+                  if re.match(r"E\d{4} |ERROR", line) and not logs.is_native_noise(line)]
+        assert not errors and "StartAbort" not in err, err[-3000:]
     w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
     assert len(w0.files) == len(w1.files) == 14
     for k in w0.files:

@@ -3,13 +3,15 @@
 Usage: python toy_train_script.py MODEL_DIR MODE [options]
   MODE "single": default strategy (SIGKILL / resume test; `--sleep` slows each step so a kill lands mid-run).
   MODE "multi_worker": MultiWorkerMirroredStrategy from TF_CONFIG (2 workers on 127.0.0.1); the final
-    weights are written to `--weights_out`.
+    weights are written to `--weights_out`; the chief then works on for `--chief_linger` seconds, and the
+    tasks end through `distribute.leave_cluster`.
   MODE "mirrored_vs_single": 2 logical CPUs; one SyncBN step under MirroredStrategy and one on a single
     device on the same global batch; writes both weight sets to `--weights_out`.
 Per-step losses are appended to MODEL_DIR/losses_<task>.txt as "step loss_total".
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -36,6 +38,19 @@ def fixed_global_batch_fn(global_batch):
         return tf.data.Dataset.from_tensors(part).repeat()
 
     return dataset_fn
+
+
+def configure_heartbeat_timeout(timeout_ms):
+    """The coordination service MultiWorkerMirroredStrategy would configure (workers only, worker 0
+    leads), with a shorter heartbeat timeout, so that a worker gone silent is reported within seconds."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
+
+    num_workers = len(json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"])
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader="/job:worker/replica:0/task:0",
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name="worker", num_tasks=num_workers)],
+        heartbeat_timeout_in_ms=timeout_ms)
 
 
 def weights_of(model):
@@ -79,6 +94,10 @@ def main():
     parser.add_argument("--checkpoint_every", type=int, default=5)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--weights_out", default=None)
+    parser.add_argument("--heartbeat_timeout_ms", type=int, default=0,
+                        help="multi_worker: coordination service heartbeat timeout (0: TensorFlow's 10 s)")
+    parser.add_argument("--chief_linger", type=float, default=0.0,
+                        help="multi_worker: seconds the chief works on after training (as a final evaluation)")
     args = parser.parse_args()
 
     if args.mode == "single":
@@ -88,12 +107,17 @@ def main():
         LossLogger(t, os.path.join(args.model_dir, "losses_0.txt"), args.sleep).install()
         t.train()
     elif args.mode == "multi_worker":
+        if args.heartbeat_timeout_ms:
+            configure_heartbeat_timeout(args.heartbeat_timeout_ms)
         strategy = distribute.get_strategy("auto")
         assert isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy), type(strategy)
         t = make_trainer(args.model_dir, strategy, "syncbn", lambda ctx: toys.toy_dataset(ctx, 4), args.steps, 4,
                          checkpoint_every=args.checkpoint_every)
         t.train()
         np.savez(args.weights_out, *weights_of(t.model))
+        if distribute.is_chief(strategy):
+            time.sleep(args.chief_linger)
+        distribute.leave_cluster(strategy)
     else:
         mirrored = distribute.get_strategy("mirrored", num_logical_cpus=2)
         assert mirrored.num_replicas_in_sync == 2
