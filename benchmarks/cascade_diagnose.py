@@ -25,13 +25,13 @@ from keras import ops  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cascade_overfit import DATA, MODEL, SIZE  # noqa: E402
 
-# --image_ids (default 142,623), --steps, --lr come from cascade_overfit.py.
+# --image_ids (default 142,623), --steps, --lr, --deterministic come from cascade_overfit.py.
 flags.DEFINE_integer("seed", 0, "Seed (weights, sampling).")
 flags.DEFINE_integer("log_every", 25, "Print per-stage training statistics every this many steps.")
 flags.DEFINE_enum("arm", "cascade", ["cascade", "standard"], "RoI heads.")
 flags.DEFINE_list("bindings", [], "Extra gin bindings NAME=PYTHON_LITERAL (e.g. cascade_roi_heads.stage_ious=(0.5,0.6)).")
-flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism(): repeatable runs "
-                  "(without it, the same seed gives a different model each run on this CPU).")
+flags.DEFINE_float("box_beta", None, "Smooth-L1 beta of the RoI box loss (default: the package's, 1 as "
+                   "Detectron; detectron2 uses 0, plain L1).")
 FLAGS = flags.FLAGS
 
 
@@ -49,10 +49,17 @@ def instrument_stage_losses():
     from rethink_tf.ops import box_coder
     from rethink_tf.ops.losses import select_class_deltas
 
+    from rethink_tf.ops import losses as loss_ops
+
     original = RoIBoxStage.losses
 
     def losses(self, logits, deltas, targets):
-        out = dict(original(self, logits, deltas, targets))
+        if FLAGS.box_beta is None:
+            out = dict(original(self, logits, deltas, targets))
+        else:
+            cls_loss, box_loss = loss_ops.fast_rcnn_losses(logits, deltas, targets["classes"], targets["box_targets"],
+                                                           beta=FLAGS.box_beta)
+            out = {"roi_class": cls_loss, "roi_box": box_loss}
         classes, rois = targets["classes"], targets["rois"]
         fg = tf.cast(classes > 0, tf.float32)
         unit = tf.constant([0.0, 0.0, 1.0, 1.0])
