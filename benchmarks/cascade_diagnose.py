@@ -1,6 +1,7 @@
 """Per-stage diagnosis of Cascade Mask R-CNN on a 2-image overfit (the setting of cascade_overfit.py).
 
     python benchmarks/cascade_diagnose.py --image_ids=438,143 [--steps=150] [--seed=0] [--arm=cascade]
+        [--deterministic] [--box_beta=0] [--binding='cascade_roi_heads.stage_ious=(0.5, 0.6, 0.7)']
 
 Trains one model as benchmarks/cascade_overfit.py does (same tiny model, data, optimizer, seeds) and
 prints, every --log_every steps and per box stage k, from that step's training RoIs:
@@ -9,7 +10,7 @@ prints, every --log_every steps and per box stage k, from that step's training R
     regression (iou_out > iou_in: the regressor moves boxes towards the gt);
   box / cls: stage k's losses.
 After training, bbox AP on the training images for: boxes of stage j with scores averaged over stages
-1..j ("1..j"), and boxes of stage j with scores averaged over all stages ("box j, avg all").
+1..j ("box j, scores 1..j"), and boxes of stage j < N with scores averaged over all N stages.
 """
 import os
 import sys
@@ -29,7 +30,8 @@ from cascade_overfit import DATA, MODEL, SIZE  # noqa: E402
 flags.DEFINE_integer("seed", 0, "Seed (weights, sampling).")
 flags.DEFINE_integer("log_every", 25, "Print per-stage training statistics every this many steps.")
 flags.DEFINE_enum("arm", "cascade", ["cascade", "standard"], "RoI heads.")
-flags.DEFINE_list("bindings", [], "Extra gin bindings NAME=PYTHON_LITERAL (e.g. cascade_roi_heads.stage_ious=(0.5,0.6)).")
+flags.DEFINE_multi_string("binding", [], "Extra gin binding NAME=PYTHON_LITERAL, repeatable "
+                          "(e.g. --binding='standard_roi_heads.class_agnostic=True').")
 flags.DEFINE_float("box_beta", None, "Smooth-L1 beta of the RoI box loss (default: the package's, 1 as "
                    "Detectron; detectron2 uses 0, plain L1).")
 FLAGS = flags.FLAGS
@@ -117,7 +119,7 @@ def main(argv):
     batch = {k: v for k, v in next(iter(dataset)).items() if k != "gt_keypoints"}
     keras.utils.set_random_seed(FLAGS.seed)
     bindings = dict(MODEL)
-    for item in FLAGS.bindings:
+    for item in FLAGS.binding:
         name, value = item.split("=", 1)
         bindings[name] = ast.literal_eval(value)
     model = build_model_from_bindings(len(source.categories), bindings, roi_heads=FLAGS.arm)

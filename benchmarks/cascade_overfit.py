@@ -40,7 +40,7 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (initial weights and RoI / an
 flags.DEFINE_float("lr", 0.02, "SGD learning rate.")
 flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism(): repeatable runs. "
                   "Without it the same seed gives a different model on each run on a multi-core CPU (bbox AP75 "
-                  "of one seed spread over 37-88 in four runs); the seed then does not identify a run.")
+                  "of one seed spread over 46-88 in four runs); the seed then does not identify a run.")
 FLAGS = flags.FLAGS
 
 
