@@ -25,9 +25,7 @@ import json
 import os
 import numpy as np
 
-from rethink_tf.utils import visualize
-
-_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")  # as export_module accepts
+from rethink_tf.utils import validate, visualize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,25 +80,13 @@ def load_image(image, what: str | None = None) -> np.ndarray:
         return _decode(bytes(image), what or "image bytes")
     if hasattr(image, "numpy") and not isinstance(image, np.ndarray):  # tf.Tensor / EagerTensor
         image = image.numpy()
-    what = what or "image array"
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise ValueError(f"{what}: expected uint8 RGB pixels 0..255, got dtype {array.dtype} (for floats "
-                         "in [0, 1]: (x * 255).round().astype(np.uint8))")
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"{what}: expected [H, W, 3] RGB, [H, W] / [H, W, 1] gray or [H, W, 4] RGBA, "
-                         f"got shape {array.shape}")
-    if array.shape[-1] == 1:
-        return np.repeat(array, 3, axis=-1)
-    return np.ascontiguousarray(array[..., :3])
+    return visualize.as_rgb(image, what or "image array")
 
 
 def _decode(encoded: bytes, what: str) -> np.ndarray:
     if not encoded:
         raise ValueError(f"{what}: empty file")
-    if not encoded.startswith(_IMAGE_SIGNATURES):
+    if not encoded.startswith(validate.ENCODED_IMAGE_SIGNATURES):
         raise ValueError(f"{what}: not an encoded image (expected JPEG, PNG, GIF or BMP bytes); its first "
                          f"bytes are {encoded[:4]!r}")
     import tensorflow as tf
@@ -114,12 +100,11 @@ def _decode(encoded: bytes, what: str) -> np.ndarray:
 
 def _check_limits(image_hw, what, short_side, max_size):
     """The SavedModel's input limits (export_module), as a ValueError naming the image."""
-    from rethink_tf.data import preprocess
-    from rethink_tf.serving.export_module import MIN_IMAGE_SIDE, MIN_RESIZED_SIDE
+    from rethink_tf.serving.export_module import MIN_IMAGE_SIDE, within_input_limits
     h, w = image_hw
-    need = min(MIN_RESIZED_SIDE, short_side)
-    resized = [int(v) for v in preprocess.scaled_size(max(h, 1), max(w, 1), short_side, max_size)]
-    if min(h, w) < MIN_IMAGE_SIDE or min(resized) < need:
+    ok, need, *resized = within_input_limits(h, w, short_side, max_size)
+    resized = [int(v) for v in resized]
+    if not bool(ok):
         raise ValueError(
             f"{what} is {h}x{w} px (height x width): each side must be >= {MIN_IMAGE_SIDE} px and, after "
             f"the eval resize (shorter side -> {short_side}, longer <= {max_size}), the shorter side >= "

@@ -60,12 +60,22 @@ import tensorflow as tf
 
 from rethink_tf.data import preprocess
 from rethink_tf.ops import masks as mask_ops
+from rethink_tf.utils import validate
 
-# Leading bytes of the formats tf.io.decode_image understands.
-_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 # Input limits in pixels (module docstring).
 MIN_IMAGE_SIDE = 8
 MIN_RESIZED_SIDE = 32
+
+
+def within_input_limits(height, width, short_side, max_size):
+    """The input limits (module docstring) for an image of height x width pixels (ints or int32 scalar
+    tensors) at the eval resize (short_side, max_size) -> (ok bool tensor, the resized shorter side
+    needed, resized height, resized width int32 tensors)."""
+    resized_h, resized_w = preprocess.scaled_size(tf.maximum(height, 1), tf.maximum(width, 1), short_side,
+                                                  max_size)
+    need = min(MIN_RESIZED_SIDE, short_side)
+    ok = tf.logical_and(tf.minimum(height, width) >= MIN_IMAGE_SIDE, tf.minimum(resized_h, resized_w) >= need)
+    return ok, need, resized_h, resized_w
 
 
 class _Untracked:
@@ -246,12 +256,7 @@ class DetectionExportModule(tf.Module):
         """uint8 [h, w, 3] -> the same image, after asserting the input limits (module docstring)."""
         shape = tf.shape(image)
         h, w = shape[0], shape[1]
-        min_side = tf.minimum(h, w)
-        resized_h, resized_w = preprocess.scaled_size(tf.maximum(h, 1), tf.maximum(w, 1),
-                                                      self._short_side, self._max_size)
-        resized_min = tf.minimum(resized_h, resized_w)
-        need = min(MIN_RESIZED_SIDE, self._short_side)
-        ok = tf.logical_and(min_side >= MIN_IMAGE_SIDE, resized_min >= need)
+        ok, need, resized_h, resized_w = within_input_limits(h, w, self._short_side, self._max_size)
         message = tf.strings.format(
             what + "[{}] is {}x{} px (height x width): the detector cannot mean anything on it. Each "
             f"side must be >= {MIN_IMAGE_SIDE} px, and after the eval resize (shorter side -> "
@@ -276,7 +281,7 @@ class DetectionExportModule(tf.Module):
             data, index = args
             head = tf.strings.substr(data, 0, 4)
             is_image = tf.reduce_any(tf.stack([
-                tf.strings.substr(head, 0, len(sig)) == sig for sig in _IMAGE_SIGNATURES]))
+                tf.strings.substr(head, 0, len(sig)) == sig for sig in validate.ENCODED_IMAGE_SIGNATURES]))
             message = tf.strings.format(
                 what + "[{}] is not an encoded image (expected JPEG, PNG, GIF or BMP bytes); "
                 "its first bytes are {}", (index, head))

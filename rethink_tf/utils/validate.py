@@ -19,6 +19,10 @@ import math
 import numbers
 import os
 
+# Leading bytes of the encoded formats tf.io.decode_image understands (JPEG, PNG, GIF, BMP): what the
+# SavedModel's byte signatures and the Python API accept.
+ENCODED_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
 
 class InputError(ValueError):
     """Bad user input (a gin binding, a data file, a flag); the message names it."""

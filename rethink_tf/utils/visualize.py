@@ -169,18 +169,23 @@ def place_labels(boxes_xyxy: np.ndarray, label_sizes: np.ndarray, image_hw: tupl
     return placed
 
 
-def _as_rgb(image: np.ndarray) -> np.ndarray:
+def as_rgb(image, what: str = "image") -> np.ndarray:
+    """uint8 [h, w, 3] RGB from uint8 [h, w, 3], [h, w, 4] (alpha dropped), [h, w, 1] or [h, w] (gray).
+
+    Raises ValueError naming `what` for another dtype or shape.
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8, got {image.dtype} (use denormalize_image first)")
+        raise ValueError(f"{what}: expected uint8 RGB pixels 0..255, got dtype {image.dtype} (for floats "
+                         "in [0, 1]: (x * 255).round().astype(np.uint8); for a model input: denormalize_image)")
     if image.ndim == 2:
         image = image[..., None]
     if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"image must be [h, w, 3], [h, w, 4] (alpha is dropped) or [h, w, 1] / [h, w], "
+        raise ValueError(f"{what}: expected [H, W, 3] RGB, [H, W] / [H, W, 1] gray or [H, W, 4] RGBA, "
                          f"got shape {image.shape}")
     if image.shape[-1] == 1:
         return np.repeat(image, 3, axis=-1)
-    return image[..., :3]
+    return np.ascontiguousarray(image[..., :3])
 
 
 def draw_detections(image: np.ndarray,
@@ -215,7 +220,7 @@ def draw_detections(image: np.ndarray,
     Returns:
         uint8 [H, W, 3] with (H, W) = round((h, w) * drawing_scale((h, w), min_side)).
     """
-    image = _as_rgb(image)
+    image = as_rgb(image)
     height, width = image.shape[:2]
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
