@@ -50,43 +50,43 @@ def write_config_and_hparams(hparams: dict, operative_config: str) -> None:
 
 
 def _values(event_dir: str, plugin: str):
-    """(tag, step, tensor proto) of every summary value of `plugin` under `event_dir`."""
+    """(step, summary value proto) of every summary value of `plugin` under `event_dir`."""
     for path in sorted(tf.io.gfile.glob(f"{event_dir}/events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(path):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for v in event.summary.value:
                 if v.metadata.plugin_data.plugin_name == plugin:
-                    yield v.tag, int(event.step), v.tensor
+                    yield int(event.step), v
 
 
 def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
     """The scalars under `event_dir` as {tag: [(step, value), ...]} (tests, plots)."""
     out: dict[str, list[tuple[int, float]]] = {}
-    for tag, step, tensor in _values(event_dir, "scalars"):
-        out.setdefault(tag, []).append((step, float(tf.make_ndarray(tensor))))
+    for step, v in _values(event_dir, "scalars"):
+        out.setdefault(v.tag, []).append((step, float(tf.make_ndarray(v.tensor))))
     return out
 
 
 def read_image_tags(event_dir: str) -> list[str]:
     """Tags of the image summaries under `event_dir`."""
-    return [tag for tag, _, _ in _values(event_dir, "images")]
+    return [v.tag for _, v in _values(event_dir, "images")]
 
 
 def read_images(event_dir: str) -> dict[str, list[tuple[int, np.ndarray]]]:
     """The images under `event_dir` as {tag: [(step, uint8 [N, H, W, C]), ...]}."""
     out: dict[str, list[tuple[int, np.ndarray]]] = {}
-    for tag, step, tensor in _values(event_dir, "images"):
-        encoded = tf.make_ndarray(tensor)[2:]  # [width, height, png, png, ...]
+    for step, v in _values(event_dir, "images"):
+        encoded = tf.make_ndarray(v.tensor)[2:]  # [width, height, png, png, ...]
         images = np.stack([tf.io.decode_png(png).numpy() for png in encoded]) if len(encoded) else None
-        out.setdefault(tag, []).append((step, images))
+        out.setdefault(v.tag, []).append((step, images))
     return out
 
 
 def read_texts(event_dir: str) -> dict[str, list[tuple[int, str]]]:
     """The text summaries under `event_dir` as {tag: [(step, text), ...]}."""
     out: dict[str, list[tuple[int, str]]] = {}
-    for tag, step, tensor in _values(event_dir, "text"):
-        out.setdefault(tag, []).append((step, tf.make_ndarray(tensor).item().decode()))
+    for step, v in _values(event_dir, "text"):
+        out.setdefault(v.tag, []).append((step, tf.make_ndarray(v.tensor).item().decode()))
     return out
 
 
@@ -94,13 +94,8 @@ def read_hparams(event_dir: str) -> dict:
     """The hyper-parameters written by `write_config_and_hparams` under `event_dir` ({} if none)."""
     from tensorboard.plugins.hparams import metadata
 
-    for path in sorted(tf.io.gfile.glob(f"{event_dir}/events.out.tfevents.*")):
-        for record in tf.data.TFRecordDataset(path):
-            for v in tf.compat.v1.Event.FromString(record.numpy()).summary.value:
-                if v.metadata.plugin_data.plugin_name != metadata.PLUGIN_NAME:
-                    continue
-                data = metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content) \
-                    if v.tag == metadata.SESSION_START_INFO_TAG else None
-                if data is not None:
-                    return {k: getattr(p, p.WhichOneof("kind")) for k, p in data.hparams.items()}
+    for _, v in _values(event_dir, metadata.PLUGIN_NAME):
+        if v.tag == metadata.SESSION_START_INFO_TAG:
+            data = metadata.parse_session_start_info_plugin_data(v.metadata.plugin_data.content)
+            return {k: getattr(p, p.WhichOneof("kind")) for k, p in data.hparams.items()}
     return {}
