@@ -98,7 +98,8 @@ def window_medians(window: list[dict]) -> tuple[dict, float]:
 
 
 # What the last `Trainer.train` of this process did, for the run summary of the command-line jobs
-# (`rethink_tf.utils.cli.run_job`): {"start_step", "end_step", "total_steps", "global_batch_size"}.
+# (`rethink_tf.utils.cli.run_job`, which reads the step reached from the checkpoint):
+# {"start_step", "total_steps", "global_batch_size"}.
 LAST_RUN: dict = {}
 
 
@@ -425,7 +426,7 @@ class Trainer:
                      "losses as medians over them", step, end, self.global_batch_size,
                      self.strategy.num_replicas_in_sync, self.log_every)
         LAST_RUN.clear()
-        LAST_RUN.update(start_step=step, end_step=step, total_steps=total_steps,
+        LAST_RUN.update(start_step=step, total_steps=total_steps,
                         global_batch_size=self.global_batch_size)
         losses, window = {}, []
         window_start, window_step = time.time(), step
@@ -434,7 +435,7 @@ class Trainer:
         while step < end:
             batch = self._next_batch()
             losses = {k: float(v) for k, v in self._train_step(batch).items()}
-            step = LAST_RUN["end_step"] = self.step
+            step = self.step
             window.append(losses)
             guards.check_losses(step, losses, self._checkpointer.latest(), self.model_dir)
             if first_of_process:
