@@ -162,3 +162,33 @@ def test_bad_bindings_are_named(tmp_path):
 def test_image_ids_are_the_file_ids_digits():
     assert voc.image_id_of("000005") == 5 and voc.image_id_of("2008_000008") == 2008000008
     assert set(VOC2007_IMAGES)  # the fixture's ids are what the tests above expect
+
+
+def test_data_voc_gin_builds_the_papers_splits(devkit):
+    """base/data_voc.gin on the tiny devkit: VOC2007 trainval + VOC2012 train for training, VOC2012 val
+    for the VOC metric; base/data_voc_tfds.gin names the same splits in tfds."""
+    from pathlib import Path
+
+    import gin
+
+    from rethink_tf.training import config, experiment
+
+    gin_dir = Path(__file__).resolve().parents[2] / "gin_configs" / "base"
+    config.import_configurables()
+    gin.clear_config()
+    try:
+        gin.parse_config_file(str(gin_dir / "data_voc.gin"))
+        gin.bind_parameter("%VOC_DIR", str(devkit))
+        train = gin.query_parameter("experiment.train_source").scoped_configurable_fn()
+        evaluation = gin.query_parameter("experiment.eval_source").scoped_configurable_fn()
+        assert train.name == "voc2007_trainval+voc2012_train" and evaluation.name == "voc2012_val"
+        assert isinstance(experiment.build_evaluator(evaluation), voc_evaluator.VocEvaluator)
+        gin.clear_config()
+        gin.parse_config_file(str(gin_dir / "data_voc_tfds.gin"))
+        assert gin.query_parameter("voc2007_val/TfdsSource.split") == "validation"
+        assert gin.query_parameter("eval/TfdsSource.name") == "voc/2012"
+        assert gin.query_parameter("build_evaluator.metric") == "voc"
+    finally:
+        gin.clear_config()
+    with pytest.raises(InputError, match="build_evaluator.metric"):
+        experiment.build_evaluator(evaluation, metric="pascal")
