@@ -188,6 +188,12 @@ def test_data_voc_gin_builds_the_papers_splits(devkit):
         assert gin.query_parameter("voc2007_val/TfdsSource.split") == "validation"
         assert gin.query_parameter("eval/TfdsSource.name") == "voc/2012"
         assert gin.query_parameter("build_evaluator.metric") == "voc"
+        gin.clear_config()  # the README's way to a paper config through tfds: a second --gin_file
+        config.parse([str(gin_dir.parent / "voc_scratch_144k.gin"), str(gin_dir / "data_voc_tfds.gin")], [],
+                     finalize=False)
+        sources = gin.query_parameter("train/CombinedSource.sources")
+        assert [r.configurable.name for r in sources] == ["TfdsSource"] * 3
+        assert gin.query_parameter("build_backbone.depth") == 101
     finally:
         gin.clear_config()
     with pytest.raises(InputError, match="build_evaluator.metric"):
