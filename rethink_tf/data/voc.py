@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from rethink_tf.data import coco as coco_lib
-from rethink_tf.data.sources import CocoSource, DataSource, coco_from_dict, select_orientation
+from rethink_tf.data.sources import CocoSource, DataSource, _shard, coco_from_dict, select_orientation
 from rethink_tf.utils import validate
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -271,8 +271,9 @@ class CombinedSource(DataSource):
                 ids = select_orientation(ids, s.image_sizes(), orientation)
             if not ids:
                 continue
+            # Evaluation is sharded once, over the concatenation (what build_dataset's padding counts on).
             parts.append(s.example_dataset(
-                training=training, mask_crop_size=mask_crop_size, input_context=input_context,
+                training=training, mask_crop_size=mask_crop_size, input_context=input_context if training else None,
                 seed=None if seed is None else seed + 7919 * k, shuffle_buffer=shuffle_buffer,
                 **({"orientation": orientation} if orientation else {})))
             weights.append(float(len(ids)))
@@ -281,12 +282,12 @@ class CombinedSource(DataSource):
                                       f"to {'train on' if training else 'evaluate'}")
         keys = set.intersection(*(set(p.element_spec) for p in parts))
         parts = [p.map(lambda ex: {k: v for k, v in ex.items() if k in keys}) for p in parts]
-        if len(parts) == 1:
-            return parts[0]
         if training:
+            if len(parts) == 1:
+                return parts[0]
             total = sum(weights)
             return tf.data.Dataset.sample_from_datasets(parts, [w / total for w in weights], seed=seed)
         ds = parts[0]
         for p in parts[1:]:
             ds = ds.concatenate(p)
-        return ds
+        return _shard(ds, input_context)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from rethink_tf.data import voc
 from rethink_tf.data.input_pipeline import build_dataset
@@ -72,6 +73,10 @@ def test_combined_voc2007_trainval_and_voc2012_train(devkit):
     ids = [int(i) for b in build_dataset(combined, training=False, global_batch_size=4, **TINY)
            for i in b["image_id"].numpy() if i >= 0]
     assert sorted(ids) == sorted(combined.image_ids)
+    # Evaluation shards the concatenation once: pipeline 1 of 2 gets every other image of the whole list.
+    context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
+    shard = combined.example_dataset(training=False, mask_crop_size=8, input_context=context)
+    assert [int(ex["image_id"]) for ex in shard] == combined.image_ids[1::2]
     gt = combined.coco_gt()
     assert len(gt.getImgIds()) == 6 and len({a["id"] for a in gt.dataset["annotations"]}) == 10
 
