@@ -206,5 +206,5 @@ class VocEvaluator:
         lines = [f"VOC AP at IoU {self.iou_threshold} (all-point / 11-point), non-difficult boxes, detections:"]
         for category_id, (ap, ap07, npos, ndet) in self.report.get("per_category", {}).items():
             text = "   -   /   -  " if ap < 0 else f"{ap:6.2f} / {ap07:6.2f}"
-            lines.append(f"  {names.get(category_id, category_id):>14s} {text}  {npos:6d} {ndet:7d}")
+            lines.append(f"  {str(names.get(category_id, category_id)):>14s} {text}  {npos:6d} {ndet:7d}")
         return "\n".join(lines)
