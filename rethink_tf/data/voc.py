@@ -19,7 +19,7 @@ In training, `train_difficult` picks what happens:
   "drop"   (default, Detectron, the paper's code): not in training at all. Detectron reads VOC from
            COCO-format jsons whose difficult objects carry "ignore": 1, and its loader
            (`json_dataset._add_gt_annotations`) skips every such object.
-  "ignore" crowd-like regions the model neither learns nor penalizes (TfdsSource's voc behaviour).
+  "ignore" crowd-like regions the model neither learns nor penalizes (TfdsSource's default for voc).
   "keep"   ordinary objects (detectron2's `load_voc_instances`: "they don't hurt accuracy").
 
 Bad input: a missing directory, split file, XML or image -> `DataNotFoundError` / `ImageFileError`

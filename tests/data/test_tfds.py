@@ -223,6 +223,21 @@ def test_voc_layout_ids_from_filenames_and_difficult_as_crowd(tiny_images):
     np.testing.assert_array_equal(batch["gt_is_crowd"][:, :2].numpy(), [[False, True]] * 2)
 
 
+@pytest.mark.parametrize("mode,classes,crowd", [("drop", [20, -1], [False, False]), ("keep", [20, 4], [False, False])])
+def test_voc_train_difficult_modes(tiny_images, mode, classes, crowd):
+    """Detectron leaves difficult objects out of training, detectron2 trains on them; evaluation keeps them
+    flagged either way."""
+    source = TfdsSource("voc_boxes_for_test", "train", data_dir=str(tiny_images), download=True,
+                        train_difficult=mode)
+    batch = next(iter(build_dataset(source, training=True, global_batch_size=2, seed=0, **TINY)))
+    np.testing.assert_array_equal(batch["gt_classes"][:, :2].numpy(), [classes] * 2)
+    np.testing.assert_array_equal(batch["gt_is_crowd"][:, :2].numpy(), [crowd] * 2)
+    assert sorted(a["iscrowd"] for a in source.coco_gt().dataset["annotations"]) == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="TfdsSource.train_difficult"):
+        TfdsSource("coco_boxes_for_test", "validation", data_dir=str(tiny_images), download=True,
+                   train_difficult=mode)
+
+
 def test_tfds_voc_combines_with_a_vocdevkit_split(tiny_images, tmp_path):
     """tfds voc labels + 1 are VocSource's category ids: both train as one source (the devkit's VOC2012
     val stands in for a second tfds split here)."""
