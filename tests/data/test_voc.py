@@ -70,13 +70,15 @@ def test_combined_voc2007_trainval_and_voc2012_train(devkit):
     for batch in build_dataset(combined, training=True, global_batch_size=2, seed=0, **TINY).take(8):
         seen.update(int(i) for i in batch["image_id"].numpy())
     assert seen == set(combined.training_image_ids)  # both years, every training image, none else
-    ids = [int(i) for b in build_dataset(combined, training=False, global_batch_size=4, **TINY)
-           for i in b["image_id"].numpy() if i >= 0]
-    assert sorted(ids) == sorted(combined.image_ids)
-    # Evaluation shards the concatenation once: pipeline 1 of 2 gets every other image of the whole list.
+    # Evaluation: one pass, source after source, sharded once over the concatenation (pipeline 1 of 2
+    # gets every other image of the whole list).
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=1)
     shard = combined.example_dataset(training=False, mask_crop_size=8, input_context=context)
     assert [int(ex["image_id"]) for ex in shard] == combined.image_ids[1::2]
+    sizes = combined.image_sizes()
+    portrait = [i for i in combined.image_ids if sizes[i][0] > sizes[i][1]]
+    found = combined.example_dataset(training=False, mask_crop_size=8, orientation="portrait")
+    assert portrait and [int(ex["image_id"]) for ex in found] == portrait
     gt = combined.coco_gt()
     assert len(gt.getImgIds()) == 6 and len({a["id"] for a in gt.dataset["annotations"]}) == 10
 
