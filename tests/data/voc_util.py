@@ -31,7 +31,7 @@ def write_voc_year(root, year, images, splits, *, first_jpeg=0):
 
     images: {file id: [(class name, (xmin, ymin, xmax, ymax), difficult)]}; boxes must fit in 300 x 300.
     splits: {split name: [file ids]}. The JPEGs are coco128's, from the `first_jpeg`-th on (each at least
-    300 x 300), else random 320 x 360 images. Returns {file id: (height, width)}.
+    300 x 300), else random 320 x 360 and 360 x 320 images. Returns {file id: (height, width)}.
     """
     year_dir = Path(root) / f"VOC{year}"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
@@ -44,7 +44,8 @@ def write_voc_year(root, year, images, splits, *, first_jpeg=0):
         if sources:
             shutil.copyfile(sources[(first_jpeg + k) % len(sources)], target)
         else:
-            Image.fromarray(rng.integers(0, 255, (320, 360, 3), dtype=np.uint8)).save(target)
+            shape = (320, 360, 3) if k % 2 == 0 else (360, 320, 3)  # landscape and portrait
+            Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(target)
         with Image.open(target) as im:
             width, height = im.size
         sizes[file_id] = (height, width)
