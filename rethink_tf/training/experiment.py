@@ -139,6 +139,12 @@ def eval_dataset(source, eval_batch_size: int):
         return build_dataset(source, training=False, global_batch_size=eval_batch_size)
 
 
+def coco_metrics(source) -> coco_evaluator.CocoEvaluator:
+    """The COCO evaluator of `source` (bbox, and segm when the model has masks)."""
+    return coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
+                                        include_masks=model_has_masks(source))
+
+
 EVALUATION_METRICS = ("coco", "voc")
 
 
@@ -157,8 +163,7 @@ def build_evaluator(source, metric: str = "coco"):
         from rethink_tf.evaluation import voc_evaluator
 
         return voc_evaluator.VocEvaluator(source.coco_gt(), source.label_to_category_id_array)
-    return coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
-                                        include_masks=model_has_masks(source))
+    return coco_metrics(source)
 
 
 def step_of_checkpoint(path: str) -> int:
