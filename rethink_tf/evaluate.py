@@ -2,8 +2,9 @@
 
 Reads DIR/config.gin (written by training), refuses (exit 2, naming the fields) one that is not what
 the checkpoint was trained with (`rethink_tf.training.run_record`; --gin_bindings apply after that
-check), runs the COCO evaluation of the eval source, writes DIR/coco_results_<checkpoint>.json and
-appends the bbox / segm metrics to DIR/metrics.jsonl and to TensorBoard (DIR/eval).
+check), runs the COCO evaluation of the eval source (the VOC metric when the config binds
+`build_evaluator.metric = "voc"`, as the PASCAL VOC configs do), writes DIR/coco_results_<checkpoint>.json
+and appends the bbox / segm (or voc) metrics to DIR/metrics.jsonl and to TensorBoard (DIR/eval).
 
 `--tta` evaluates with test-time augmentation (`rethink_tf.modeling.tta`; the same as the binding
 `evaluate_checkpoint.tta = True`), set by `TestTimeAugmentation.*` bindings (default: Detectron's

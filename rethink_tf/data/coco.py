@@ -238,28 +238,30 @@ def check_image_files(images, image_dir):
     return bad
 
 
-def load_coco(annotation_file, image_dir, *, skip_missing_images=False):
+def load_coco(annotation_file, image_dir, *, skip_missing_images=False, raw=None):
     """Loads and validates a COCO instances (or person_keypoints) json; see the module docstring.
 
     Args:
-      annotation_file: path to the json.
+      annotation_file: path to the json (with `raw`: only the name errors and logs give the data).
       image_dir: folder holding the images named by "file_name".
       skip_missing_images: if False (default) missing, empty or unreadable image files (see
         `check_image_file`) fail at start-up with an `ImageFileError` listing them; if True they are
         dropped (with their annotations), counted by reason and named in one warning.
+      raw: the json's content already in memory (e.g. converted from VOC XML by rethink_tf.data.voc).
     Returns:
       CocoIndex.
     """
     annotation_file = os.fspath(annotation_file)
     image_dir = os.fspath(image_dir)
-    if not os.path.isfile(annotation_file):
+    if raw is None and not os.path.isfile(annotation_file):
         raise DataNotFoundError(f"COCO annotation file not found: {annotation_file}. {_HOW_TO_PROVIDE}")
     if not os.path.isdir(image_dir):
         raise DataNotFoundError(f"COCO image directory not found: {image_dir} (for {annotation_file}). "
                                 f"{_HOW_TO_PROVIDE}")
     try:
-        with open(annotation_file) as f:
-            raw = json.load(f)
+        if raw is None:
+            with open(annotation_file) as f:
+                raw = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{annotation_file}: not valid json ({e})") from e
     if not isinstance(raw, dict):

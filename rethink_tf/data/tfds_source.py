@@ -5,8 +5,10 @@ Understood layouts:
   masks, optional keypoints, original COCO category ids. The supported path to instance masks via tfds.
 - tfds "coco/2017" (boxes only: tfds drops the masks): labels 0..79 map to COCO's 80 category ids.
 - tfds "voc/2007", "voc/2012" and other detection sets with objects/bbox + objects/label: category ids
-  are labels + 1; VOC's `is_difficult` objects become crowd-like (ignored in training, as the VOC metric
-  ignores them). Image ids come from image/id, else from the digits of image/filename.
+  are labels + 1; VOC's `is_difficult` objects become crowd-like in training by default
+  (`train_difficult`: "ignore"; "drop" leaves them out as Detectron does, "keep" trains on them as
+  detectron2 does; the VOC metric always ignores them). Image ids come from image/id, else from the
+  digits of image/filename.
 
 Boxes with zero width or height are dropped (counted in `skipped` by the scan); images with no
 non-crowd object are skipped in training and kept for evaluation, as for CocoSource.
@@ -44,10 +46,12 @@ class TfdsSource(DataSource):
       download: let tfds download and prepare public datasets (coco/2017, voc) if not prepared.
       subset_size, subset_seed: deterministic subset as CocoSource (drawn from images with a non-crowd
         object; needs one scan of the split).
+      train_difficult: what training does with `is_difficult` objects (tfds voc): "ignore" (crowd-like
+        regions), "drop" (left out, Detectron) or "keep" (ordinary objects, detectron2); rethink_tf.data.voc.
     """
 
     def __init__(self, name="rethink_coco_instances/2017", split="train", *, data_dir=None, manual_dir=None,
-                 download=False, subset_size=None, subset_seed=0):
+                 download=False, subset_size=None, subset_seed=0, train_difficult="ignore"):
         validate.string("TfdsSource.name", name)
         validate.string("TfdsSource.split", split)
         validate.path("TfdsSource.data_dir", data_dir, allow_none=True)
@@ -55,6 +59,7 @@ class TfdsSource(DataSource):
         validate.boolean("TfdsSource.download", download)
         validate.integer("TfdsSource.subset_size", subset_size, minimum=1, allow_none=True)
         validate.integer("TfdsSource.subset_seed", subset_seed)
+        validate.one_of("TfdsSource.train_difficult", train_difficult, ("ignore", "drop", "keep"))
         from rethink_tf.data import tfds_coco  # noqa: F401  registers rethink_coco_instances
         self.tfds_name, self.split = name, split
         data_dir = os.path.expanduser(data_dir) if data_dir else None
@@ -87,6 +92,10 @@ class TfdsSource(DataSource):
         self.has_masks = self._ours
         self.has_keypoints = "keypoints" in objects.keys()
         self._crowd_key = next((k for k in ("is_crowd", "is_difficult") if k in objects.keys()), None)
+        if train_difficult != "ignore" and self._crowd_key != "is_difficult":
+            raise validate.ConfigError(f"TfdsSource.train_difficult = {train_difficult!r}: tfds dataset {name} "
+                                       "has no is_difficult objects (only voc has)")
+        self.train_difficult = train_difficult
         self.subset_size, self.subset_seed = subset_size, subset_seed
         self._scan_result = None
 
@@ -138,6 +147,8 @@ class TfdsSource(DataSource):
         return coco_lib.select_subset(self.training_candidates(), self.subset_size, self.subset_seed)
 
     def training_candidates(self):
+        if self.train_difficult == "keep":  # difficult objects are training targets
+            return [r["image_id"] for r in self._scan()[0] if len(r["crowd"])]
         return [r["image_id"] for r in self._scan()[0] if (~r["crowd"]).any()]
 
     @property
@@ -205,25 +216,30 @@ class TfdsSource(DataSource):
             ds = ds.filter(lambda ex: kept.lookup(self._image_id(ex)) > 0)
         if not training and input_context is not None and input_context.num_input_pipelines > 1:
             ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        ds = ds.map(lambda ex: self._convert(ex, mask_crop_size), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda ex: self._convert(ex, mask_crop_size, training), num_parallel_calls=tf.data.AUTOTUNE)
         if training:
             ds = ds.filter(lambda ex: tf.reduce_any(tf.logical_not(ex["is_crowd"])))
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
         return ds
 
-    def _convert(self, ex, mask_crop_size):
+    def _convert(self, ex, mask_crop_size, training=False):
         image = preprocess.decode_image_bytes(ex["image"])
         shape = tf.shape(image)
         h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
         objects = ex["objects"]
         boxes = tf.cast(objects["bbox"], tf.float32) * tf.stack([h, w, h, w])
         keep = tf.logical_and(boxes[:, 2] > boxes[:, 0], boxes[:, 3] > boxes[:, 1])
+        crowd = self._crowd(objects)
+        if training and self.train_difficult == "drop":
+            keep = tf.logical_and(keep, tf.logical_not(crowd))
+        elif training and self.train_difficult == "keep":
+            crowd = tf.zeros_like(crowd)
         out = {
             "image_id": self._image_id(ex),
             "image": image,
             "boxes": tf.boolean_mask(boxes, keep),
             "classes": tf.boolean_mask(self._labels(objects), keep),
-            "is_crowd": tf.boolean_mask(self._crowd(objects), keep),
+            "is_crowd": tf.boolean_mask(crowd, keep),
         }
         if self.has_masks:
             masks = tf.boolean_mask(objects["mask"], keep)

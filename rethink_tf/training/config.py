@@ -16,6 +16,7 @@ CONFIGURABLE_MODULES = (
     "rethink_tf.data.sources",
     "rethink_tf.data.input_pipeline",
     "rethink_tf.data.tfds_source",
+    "rethink_tf.data.voc",
     "rethink_tf.data.classification",
     "rethink_tf.modeling.factory",
     "rethink_tf.modeling.tta",

@@ -145,6 +145,27 @@ def coco_metrics(source) -> coco_evaluator.CocoEvaluator:
                                         include_masks=model_has_masks(source))
 
 
+EVALUATION_METRICS = ("coco", "voc")
+
+
+@gin.configurable(denylist=["source"])
+def build_evaluator(source, metric: str = "coco"):
+    """The evaluator of `source` for periodic and checkpoint evaluation.
+
+    Args:
+      source: the evaluation source (its `coco_gt()` and label -> category id map).
+      metric: "coco" (default): pycocotools bbox AP, and segm when the model has masks; metrics.jsonl /
+        TensorBoard "bbox/AP", ... "voc": PASCAL VOC mAP at IoU 0.5 (`evaluation.voc_evaluator`; difficult
+        objects ignored), "voc/mAP" (VOC2010+ all-point) and "voc/mAP_07" (VOC2007 11-point).
+    """
+    validate.one_of("build_evaluator.metric", metric, EVALUATION_METRICS)
+    if metric == "voc":
+        from rethink_tf.evaluation import voc_evaluator
+
+        return voc_evaluator.VocEvaluator(source.coco_gt(), source.label_to_category_id_array)
+    return coco_metrics(source)
+
+
 def step_of_checkpoint(path: str) -> int:
     match = re.search(r"ckpt-(\d+)$", path or "")
     if not match:
@@ -160,11 +181,12 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
     With `tta` (a `rethink_tf.modeling.tta.TestTimeAugmentation`) the images go one by one through
     test-time augmentation (`eval_loop.run_tta_evaluation`; no drawings) and the record has a "tta" entry.
 
-    Also writes DIR/coco_eval.txt: COCOeval's table and the AP per category of this evaluation.
+    Also writes DIR/coco_eval.txt: the evaluator's report (COCOeval's table and the AP per category, or
+    the VOC AP per class) of this evaluation. The metric is `build_evaluator.metric` (COCO by default).
 
     Returns (metrics nested dict, drawn uint8 images or None).
     """
-    evaluator = coco_metrics(source)
+    evaluator = build_evaluator(source)
     class_names = {i + 1: c["name"] for i, c in enumerate(source.categories)}
     extra = {}
     if tta is None:
@@ -203,7 +225,8 @@ class DetectionTask(task_lib.Task):
     Loss terms: whatever `model(batch, training=True)` returns (RPN, box, mask terms). Samples seen:
     images, non-crowd instances and pixels at the trained scale (`input_pipeline.samples_seen`); with
     `backbone_weights`, those of the pre-training that wrote the file (`pretrained_backbone`) are the
-    run's initial samples. Evaluation: COCO AP on `eval_source`, recorded in DIR/metrics.jsonl.
+    run's initial samples. Evaluation: COCO AP (or VOC mAP, `build_evaluator.metric`) on `eval_source`,
+    recorded in DIR/metrics.jsonl.
     """
 
     def __init__(self, model_dir: str, train_source, eval_source=None, *, global_batch_size: int,
@@ -232,7 +255,7 @@ class DetectionTask(task_lib.Task):
         return model(batch, training=True)
 
     def build_metrics(self):
-        return coco_metrics(self.eval_source)
+        return build_evaluator(self.eval_source)
 
     def samples_seen(self, batch):
         from rethink_tf.data.input_pipeline import samples_seen

@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from rethink_tf.data.input_pipeline import build_dataset
 from rethink_tf.data.sources import CocoSource
 from rethink_tf.data.tfds_source import TfdsSource
+from rethink_tf.data.voc import VOC_CLASSES
 
 from .conftest import square_annotation, write_tiny_coco
 
@@ -168,7 +169,7 @@ class VocBoxesForTest(tfds.core.GeneratorBasedBuilder):
             "image/filename": tfds.features.Text(),
             "objects": tfds.features.Sequence({
                 "bbox": tfds.features.BBoxFeature(), "is_difficult": tf.bool, "is_truncated": tf.bool,
-                "label": tfds.features.ClassLabel(names=[f"voc{i}" for i in range(20)])}),
+                "label": tfds.features.ClassLabel(names=list(VOC_CLASSES))}),
         }))
 
     def _split_generators(self, dl_manager):
@@ -220,3 +221,34 @@ def test_voc_layout_ids_from_filenames_and_difficult_as_crowd(tiny_images):
     batch = next(iter(build_dataset(source, training=True, global_batch_size=2, seed=0, **TINY)))
     np.testing.assert_array_equal(batch["gt_classes"][:, :3].numpy(), [[20, 4, -1]] * 2)
     np.testing.assert_array_equal(batch["gt_is_crowd"][:, :2].numpy(), [[False, True]] * 2)
+
+
+@pytest.mark.parametrize("mode,classes,crowd", [("drop", [20, -1], [False, False]), ("keep", [20, 4], [False, False])])
+def test_voc_train_difficult_modes(tiny_images, mode, classes, crowd):
+    """Detectron leaves difficult objects out of training, detectron2 trains on them; evaluation keeps them
+    flagged either way."""
+    source = TfdsSource("voc_boxes_for_test", "train", data_dir=str(tiny_images), download=True,
+                        train_difficult=mode)
+    batch = next(iter(build_dataset(source, training=True, global_batch_size=2, seed=0, **TINY)))
+    np.testing.assert_array_equal(batch["gt_classes"][:, :2].numpy(), [classes] * 2)
+    np.testing.assert_array_equal(batch["gt_is_crowd"][:, :2].numpy(), [crowd] * 2)
+    assert sorted(a["iscrowd"] for a in source.coco_gt().dataset["annotations"]) == [0, 0, 1, 1]
+    with pytest.raises(ValueError, match="TfdsSource.train_difficult"):
+        TfdsSource("coco_boxes_for_test", "validation", data_dir=str(tiny_images), download=True,
+                   train_difficult=mode)
+
+
+def test_tfds_voc_combines_with_a_vocdevkit_split(tiny_images, tmp_path):
+    """tfds voc labels + 1 are VocSource's category ids: both train as one source (the devkit's VOC2012
+    val stands in for a second tfds split here)."""
+    from rethink_tf.data.voc import CombinedSource, VocSource
+
+    from .voc_util import write_tiny_devkit
+
+    tfds_voc = TfdsSource("voc_boxes_for_test", "train", data_dir=str(tiny_images), download=True)
+    combined = CombinedSource([tfds_voc, VocSource(write_tiny_devkit(tmp_path), 2012, "val")])
+    assert combined.categories == tfds_voc.categories
+    assert combined.training_image_ids == [2008000000, 2008000001, 2008000019, 2008000023]
+    batches = build_dataset(combined, training=True, global_batch_size=2, seed=0, aspect_grouping=False, **TINY)
+    seen = {int(i) for b in batches.take(6) for i in b["image_id"].numpy()}
+    assert seen == set(combined.training_image_ids)

@@ -29,7 +29,7 @@ COMMON = dict(
     eval_short_side=800, max_size=1333, short_side_step=32, flip_prob=0.5, divide_by_std=False,
     backbone="resnet", depth=50, groups=1, width_per_group=None, norm="gn", gn_groups=32, box_head="4conv1fc",
     mask=True, roi_heads="standard", init_checkpoint=False,
-    weight_decay=1e-4, momentum=0.9, bias_lr_factor=2.0, bias_weight_decay=False)
+    weight_decay=1e-4, momentum=0.9, bias_lr_factor=2.0, bias_weight_decay=False, metric="coco")
 PAPER_ROWS = {
     "scratch_6x.gin": dict(
         header=("Table 1", "random init, 6x", "41.3 box AP", "36.6 mask AP"),
@@ -60,6 +60,17 @@ PAPER_ROWS = {
         depth=152, groups=32, width_per_group=8, roi_heads="cascade", init_checkpoint=True,
         total_steps=270_000, boundaries=(210_000, 250_000), warmup_steps=0, train_short_side=(640, 800),
         freeze_at=0, pretrained=False),
+    # Section 5, "Breakdown regime: PASCAL VOC": R101-FPN GN Faster R-CNN (no masks), 'only training-time
+    # augmentation', VOC2007 trainval + VOC2012 train, VOC metric on VOC2012 val. 18k pre-trained (steps of
+    # detectron2's 18k VOC config), 144k from scratch (the paper's total - 60k / total - 20k rule).
+    "voc_pretrain_18k.gin": dict(
+        header=("PASCAL VOC", "w/ ImageNet pre-training", "18k iterations", "82.7 mAP", "VOC2012 val"),
+        depth=101, mask=False, metric="voc", total_steps=18_000, boundaries=(12_000, 16_000),
+        train_short_side=(640, 800), freeze_at=2, pretrained=True),
+    "voc_scratch_144k.gin": dict(
+        header=("PASCAL VOC", "random init", "144k iterations", "77.6 mAP", "VOC2012 val"),
+        depth=101, mask=False, metric="voc", total_steps=144_000, boundaries=(84_000, 124_000),
+        train_short_side=(640, 800), freeze_at=0, pretrained=False),
 }
 
 
@@ -108,6 +119,7 @@ def _recipe(path):
             recipe[param] = _operative(build_model, param)
         for param in ("depth", "groups", "width_per_group", "freeze_at"):
             recipe[param] = _operative(build_backbone, param)
+        recipe["metric"] = _operative(experiment.build_evaluator, "metric")
         for param in ("bias_lr_factor", "bias_weight_decay"):
             recipe[param] = _operative(optimizer.parameter_groups, param)
         header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
