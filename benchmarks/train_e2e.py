@@ -14,7 +14,7 @@ running) over --pipeline_batches batches.
 Prints one JSON line:
   images_per_s         training images per second of wall time after the first step (tracing excluded)
   step_share           fraction of that wall time inside the compiled step (trainer.step_share; the
-                       target is >= 0.9); phase_seconds has the whole split (trainer.LapClock)
+                       target is >= 0.9); phase_seconds has the whole split (trainer.LOOP_PHASES)
   pipeline_images_per_s  the input pipeline alone, images per second
   pipeline_headroom    pipeline_images_per_s / the step's demand (images_per_s of the step alone; target
                        >= 5)

@@ -11,7 +11,8 @@ decay with Detectron's per-variable rules (no decay on norms and biases, 2x bias
 under mixed_float16, the SGD-momentum update and the samples-seen counters, at the paper's LR 0.02.
 
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
-warm-up step that traces/compiles), every timed step, the warm-up times, and peak_rss_mb (peak
+warm-up step that traces/compiles), every timed step, the warm-up times, the trace times (tracing
+alone; with --xla also the XLA compile time, warm-up - trace - one step), and peak_rss_mb (peak
 resident memory of the process). The roofline (benchmarks/roofline.py): train_gflop, the step's
 convolution and matmul work (forward and gradients) counted from its graph traced with static shapes
 (the XLA paths; exact for --xla, an upper bound in graph mode, whose mask head runs on only as many
@@ -73,7 +74,10 @@ def make_batch(batch_size, size, num_instances=7, max_instances=100, mask_size=1
 
 
 def _timed(fn, arg, steps):
+    """-> (trace s, warm-up s (trace + first run, and XLA compilation), median s, every step's s)."""
     start = time.perf_counter()
+    fn.get_concrete_function(arg)  # tracing only (under jit_compile XLA compiles on the first call)
+    trace = time.perf_counter() - start
     tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
     warmup = time.perf_counter() - start
     times = []
@@ -81,7 +85,7 @@ def _timed(fn, arg, steps):
         start = time.perf_counter()
         tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
         times.append(time.perf_counter() - start)
-    return warmup, statistics.median(times), [round(t, 2) for t in times]
+    return trace, warmup, statistics.median(times), [round(t, 2) for t in times]
 
 
 def canvas_of(f):
@@ -128,8 +132,8 @@ def train_step_gflop(trainer, batch):
 def main(_):
     f = flags.FLAGS
     model, batch, train_step, predict_step, trainer = build_steps(f, jit_compile=f.xla)
-    train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
-    predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
+    train_trace, train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
+    predict_trace, predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
     gflop, uncounted = train_step_gflop(trainer, batch)
     ceiling = roofline.matmul_ceiling("bfloat16" if f.dtype_policy == "mixed_bfloat16" else
                                       "float16" if f.dtype_policy == "mixed_float16" else "float32")
@@ -139,6 +143,10 @@ def main(_):
         "steps": f.steps, "train_step_s": round(train_s, 3),
         "predict_step_s": round(predict_s, 3), "train_warmup_s": round(train_warmup, 1),
         "predict_warmup_s": round(predict_warmup, 1),
+        # Tracing alone; with --xla, warm-up - trace - one step is about the XLA compile time.
+        "train_trace_s": round(train_trace, 1), "predict_trace_s": round(predict_trace, 1),
+        **({"train_xla_compile_s": round(train_warmup - train_trace - train_s, 1),
+            "predict_xla_compile_s": round(predict_warmup - predict_trace - predict_s, 1)} if f.xla else {}),
         # Every timed step: on this shared machine single steps of one run vary by up to 30%.
         "train_step_times_s": train_times, "predict_step_times_s": predict_times,
         "train_gflop": round(gflop, 1), "uncounted_ops": uncounted,

@@ -61,14 +61,15 @@ def _evaluation(model_dir: str, since: float) -> str:
         with open(metrics) as f:
             lines = [line for line in f if line.strip()]
         record = json.loads(lines[-1])
-        values = "  ".join(f"{kind}/{k} {v:.2f}" for kind, m in sorted(record.items()) if isinstance(m, dict)
+        values = "  ".join(f"{kind}/{k} {v:.2f}" for kind, m in sorted(record.items())
+                           if isinstance(m, dict) and kind != "eval_seconds"
                            for k, v in sorted(m.items()) if isinstance(v, (int, float)))
         return f"step {record.get('step')}: {values}"
     return "none in this process"
 
 
 def time_split(phase_seconds: dict) -> str:
-    """The training loop's wall time by phase (trainer.LapClock seconds) as one line: the steady-state
+    """The training loop's wall time by phase (trainer.LOOP_PHASES seconds) as one line: the steady-state
     shares (what `trainer.step_share` divides) and the one-off first step and evaluations apart."""
     from rethink_tf.training.trainer import format_duration
 
@@ -85,7 +86,7 @@ def summary_text(model_dir: str, *, wall_seconds: float, start_step: int, total_
                  global_batch_size: int | None, since: float, next_commands=(),
                  phase_seconds: dict | None = None) -> str:
     """The run summary block (see the module docstring) for DIR, `since` = the process's start time,
-    `phase_seconds` = the training loop's trainer.LapClock seconds (no "time split" row without)."""
+    `phase_seconds` = the training loop's trainer.LOOP_PHASES seconds (no "time split" row without)."""
     from rethink_tf.training.trainer import format_duration
 
     state = checkpoint_state(model_dir)

@@ -48,6 +48,7 @@ from absl import logging
 from rethink_tf.training import checkpointing, distribute, guards, summaries
 from rethink_tf.training import optimizer as optimizer_lib, schedule as schedule_lib, task as task_lib
 from rethink_tf.utils import validate
+from rethink_tf.utils.lap_clock import LapClock
 from rethink_tf.training.guards import NonFiniteLossError, NonFiniteWeightsError  # noqa: F401 (public)
 
 
@@ -103,30 +104,16 @@ def window_medians(window: list[dict]) -> tuple[dict, float]:
 LAST_RUN: dict = {}
 
 
-class LapClock:
-    """Wall time of the training loop split by phase: each `lap(phase)` charges the seconds since the
-    previous lap to `phase`, so the phases add up to the loop's wall time.
-
-    Phases: "first_step" (tracing/compiling and the first update), "step" (the compiled step until its
-    losses are on the host), "input" (waiting for the next batch), "checkpoint", "evaluation", "other"
-    (guards, logging, summaries).
-    """
-
-    PHASES = ("first_step", "step", "input", "checkpoint", "evaluation", "other")
-
-    def __init__(self):
-        self.seconds = dict.fromkeys(self.PHASES, 0.0)
-        self._last = time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.seconds[phase] += now - self._last
-        self._last = now
+# Parts of the training loop's wall time (Trainer.phase_seconds): tracing/compiling and the first
+# update; the compiled step until its losses are on the host; waiting for the next batch; checkpoints;
+# evaluations; the rest (guards, logging, summaries).
+LOOP_PHASES = ("first_step", "step", "input", "checkpoint", "evaluation", "other")
 
 
 def step_share(seconds: dict) -> float:
-    """Fraction of the steady-state loop's wall time spent in the step: first step and evaluation left
-    out (they are one-off or a separate job's cost), checkpoints and input waits counted."""
+    """Fraction of the steady-state loop's wall time (`seconds` by LOOP_PHASES) spent in the step:
+    first step and evaluation left out (one-off, or a separate job's cost), checkpoints and input
+    waits counted."""
     steady = sum(v for k, v in seconds.items() if k not in ("first_step", "evaluation"))
     return seconds["step"] / steady if steady > 0 else float("nan")
 
@@ -237,7 +224,7 @@ class Trainer:
         self._train_step = None
         self._iterators = None
         self._pending = None
-        self.phase_seconds = {}  # the last train()'s LapClock seconds (wall time by phase)
+        self.phase_seconds = {}  # the last train()'s wall time by LOOP_PHASES, in seconds
 
     @classmethod
     def on_fixed_batch(cls, model_dir: str, model_fn: Callable, batch: dict, *, base_lr: float = 0.02,
@@ -454,7 +441,7 @@ class Trainer:
         logging.info("Training from step %d to %d (global batch %d, %d replica(s)); progress every %d steps, "
                      "losses as medians over them", step, end, self.global_batch_size,
                      self.strategy.num_replicas_in_sync, self.log_every)
-        clock = LapClock()
+        clock = LapClock(LOOP_PHASES)
         LAST_RUN.clear()
         LAST_RUN.update(start_step=step, total_steps=total_steps,
                         global_batch_size=self.global_batch_size, phase_seconds=clock.seconds)

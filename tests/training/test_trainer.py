@@ -186,7 +186,7 @@ def test_wall_time_split_by_phase(uninterrupted):
     from rethink_tf.training import run_summary
     _, _, t = uninterrupted
     seconds = t.phase_seconds
-    assert set(seconds) == set(trainer_lib.LapClock.PHASES)
+    assert set(seconds) == set(trainer_lib.LOOP_PHASES)
     # Laps cover the loop: the phases add up to train()'s wall time (setup before the loop aside).
     assert sum(seconds.values()) == pytest.approx(t.measured_train_seconds, abs=0.05)
     assert seconds["first_step"] > 0 and seconds["step"] > 0 and seconds["checkpoint"] > 0  # saves at 4, 8, 12
