@@ -66,7 +66,7 @@ def _table(title, totals, total, top):
 
 def main(_):
     f = flags.FLAGS
-    _, batch, train_step, predict_step = build_steps(f, jit_compile=False)
+    _, batch, train_step, predict_step, _ = build_steps(f, jit_compile=False)
 
     step = predict_step if f.predict else train_step
     tf.nest.map_structure(lambda t: t.numpy(), step(batch))

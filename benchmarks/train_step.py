@@ -11,8 +11,14 @@ decay with Detectron's per-variable rules (no decay on norms and biases, 2x bias
 under mixed_float16, the SGD-momentum update and the samples-seen counters, at the paper's LR 0.02.
 
 Prints one JSON line: train_step_s and predict_step_s (medians over --steps steps after one
-warm-up step that traces/compiles), every timed step, the warm-up times, and peak_rss_mb (peak
-resident memory of the process). The batch is the input pipeline's (rethink_tf.data.input_pipeline): random image content, 7 instances per image (COCO's
+warm-up step that traces/compiles), every timed step, the warm-up times, the trace times (tracing
+alone; with --xla also the XLA compile time, warm-up - trace - one step), and peak_rss_mb (peak
+resident memory of the process). The roofline (benchmarks/roofline.py): train_gflop, the step's
+convolution and matmul work (forward and gradients) counted from its graph traced with static shapes
+(the XLA paths; exact for --xla, an upper bound in graph mode, whose mask head runs on only as many
+RoI slots as the batch's most-foreground image needs instead of all 128 per image); train_gflops_per_s =
+train_gflop / train_step_s; matmul_ceiling_gflops_per_s, a 2048^3 matmul in the policy's compute dtype
+measured in this process; and their ratio, fraction_of_ceiling. The batch is the input pipeline's (rethink_tf.data.input_pipeline): random image content, 7 instances per image (COCO's
 average) in M = 100 slots, 112x112 box-cropped masks; COCO's 80 classes.
 """
 import json
@@ -28,6 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+import roofline  # noqa: E402  (benchmarks/, beside this script)
 from rethink_tf.modeling.factory import build_model_from_bindings  # noqa: E402
 from rethink_tf.training.trainer import Trainer  # noqa: E402
 
@@ -67,7 +74,10 @@ def make_batch(batch_size, size, num_instances=7, max_instances=100, mask_size=1
 
 
 def _timed(fn, arg, steps):
+    """-> (trace s, warm-up s (trace + first run, and XLA compilation), median s, every step's s)."""
     start = time.perf_counter()
+    fn.get_concrete_function(arg)  # tracing only (under jit_compile XLA compiles on the first call)
+    trace = time.perf_counter() - start
     tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
     warmup = time.perf_counter() - start
     times = []
@@ -75,7 +85,7 @@ def _timed(fn, arg, steps):
         start = time.perf_counter()
         tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
         times.append(time.perf_counter() - start)
-    return warmup, statistics.median(times), [round(t, 2) for t in times]
+    return trace, warmup, statistics.median(times), [round(t, 2) for t in times]
 
 
 def canvas_of(f):
@@ -103,22 +113,45 @@ def build_steps(f, jit_compile):
     def predict_step(b):
         return model({"images": b["images"], "image_info": b["image_info"]}, training=False)
 
-    return model, batch, train_step, predict_step
+    return model, batch, train_step, predict_step, trainer
+
+
+def train_step_gflop(trainer, batch):
+    """GFLOP of one training step (roofline.count_flops) from the Trainer's step traced (not run) with
+    jit_compile=True, whose shapes are all static."""
+    jit = trainer.jit_compile
+    trainer.jit_compile = True
+    try:
+        concrete = trainer._build_train_step().get_concrete_function(batch)
+    finally:
+        trainer.jit_compile = jit
+    count = roofline.count_flops(concrete)
+    return count["flops"] / 1e9, count["unknown"]
 
 
 def main(_):
     f = flags.FLAGS
-    model, batch, train_step, predict_step = build_steps(f, jit_compile=f.xla)
-    train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
-    predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
+    model, batch, train_step, predict_step, trainer = build_steps(f, jit_compile=f.xla)
+    train_trace, train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
+    predict_trace, predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
+    gflop, uncounted = train_step_gflop(trainer, batch)
+    ceiling = roofline.matmul_ceiling("bfloat16" if f.dtype_policy == "mixed_bfloat16" else
+                                      "float16" if f.dtype_policy == "mixed_float16" else "float32")
     print(json.dumps({
         "model": f"R{f.depth}-FPN Mask R-CNN {f.norm} {f.box_head}", "canvas": list(canvas_of(f)),
         "batch": f.batch, "xla": f.xla, "dtype_policy": f.dtype_policy, "deterministic": f.deterministic,
         "steps": f.steps, "train_step_s": round(train_s, 3),
         "predict_step_s": round(predict_s, 3), "train_warmup_s": round(train_warmup, 1),
         "predict_warmup_s": round(predict_warmup, 1),
+        # Tracing alone; with --xla, warm-up - trace - one step is about the XLA compile time.
+        "train_trace_s": round(train_trace, 1), "predict_trace_s": round(predict_trace, 1),
+        **({"train_xla_compile_s": round(train_warmup - train_trace - train_s, 1),
+            "predict_xla_compile_s": round(predict_warmup - predict_trace - predict_s, 1)} if f.xla else {}),
         # Every timed step: on this shared machine single steps of one run vary by up to 30%.
         "train_step_times_s": train_times, "predict_step_times_s": predict_times,
+        "train_gflop": round(gflop, 1), "uncounted_ops": uncounted,
+        "train_gflops_per_s": round(gflop / train_s, 1), "matmul_ceiling_gflops_per_s": round(ceiling, 1),
+        "fraction_of_ceiling": round(gflop / train_s / ceiling, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "num_params": int(sum(np.prod(v.shape) for v in model.weights)),
     }), flush=True)

@@ -8,9 +8,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from rethink_tf.utils.lap_clock import LapClock
+
 INFERENCE_KEYS = ("images", "image_info")
 GROUND_TRUTH_KEYS = ("gt_boxes", "gt_classes", "gt_masks")
 GAP = 4  # pixels between the ground truth and the predictions of a drawn evaluation image
+# Parts of an evaluation pass's wall time (run_evaluation's `timings`): waiting for the next batch, the
+# predict step until its detections are numpy, detections -> COCO results (boxes, pasted and
+# RLE-encoded masks), the TensorBoard drawings, COCOeval.
+EVAL_PARTS = ("input", "model", "results", "drawing", "scoring")
 
 
 _PREDICT_FNS = {}
@@ -78,7 +84,8 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
 
 
 def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None, jit_compile: bool = False,
-                   num_images_to_draw: int = 0, class_names=None, pixel_std=None, normalization=None):
+                   num_images_to_draw: int = 0, class_names=None, pixel_std=None, normalization=None,
+                   timings: dict | None = None):
     """One pass over `dataset` (batch dicts): predicts, accumulates into `evaluator`, scores.
 
     Args:
@@ -90,51 +97,37 @@ def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None,
       class_names: {label: name} for the drawings.
       pixel_std: the pipeline's std when it divides by it (to undo normalization in drawings).
       normalization: the pipeline's preprocess.PixelNormalization (drawings; supersedes pixel_std).
+      timings: a dict to fill with the pass's wall time in seconds by part (`EVAL_PARTS`).
     Returns:
       (metrics {"bbox": {...}, "segm": {...}}, drawn uint8 images [N, H, W, 3] or None)
     """
     predict = make_predict_fn(model, jit_compile)
     evaluator.reset()
     drawn = None
-    start, count = time.time(), 0
+    clock, count = LapClock(EVAL_PARTS), 0
     for index, batch in enumerate(dataset):
+        clock.lap("input")
         if max_batches is not None and index >= max_batches:
             break
         detections = predict(batch["images"], batch["image_info"])
         detections = {k: v.numpy() for k, v in detections.items()}
         batch_np = {k: batch[k].numpy() for k in ("image_id", "image_info")}
+        clock.lap("model")
         if index == 0 and num_images_to_draw:
             batch_np.update({k: batch[k].numpy() for k in GROUND_TRUTH_KEYS if k in batch})
         evaluator.update(detections, batch_np["image_id"], batch_np["image_info"])
         count += int(np.sum(batch_np["image_id"] >= 0))
+        clock.lap("results")
         if index == 0 and num_images_to_draw:
             drawn = draw_predictions({**batch_np, "images": batch["images"].numpy()}, detections, class_names,
                                      num_images_to_draw, pixel_std, normalization)
-    logging.info("Evaluated %d images in %.1f s", count, time.time() - start)
-    return evaluator.evaluate(), drawn
-
-
-def run_tta_evaluation(detector, dataset, evaluator, *, max_images: int | None = None):
-    """One pass of test-time-augmented inference over `dataset`, accumulated into `evaluator`, scored.
-
-    Args:
-      detector: a `rethink_tf.modeling.tta.TTADetector` (its `detect(image uint8 [h, w, 3])`).
-      dataset: tf.data.Dataset of decoded examples {"image": uint8 [h, w, 3], "image_id": int64}
-        (a source's `example_dataset(training=False, ...)`), one image at a time.
-      evaluator: a `CocoEvaluator` (reset here).
-      max_images: stop after this many images; None = the whole dataset.
-    Returns:
-      metrics {"bbox": {...}[, "segm": {...}]}.
-    """
-    evaluator.reset()
-    start, count = time.time(), 0
-    for example in dataset:
-        if max_images is not None and count >= max_images:
-            break
-        detections = {k: v.numpy() for k, v in detector.detect(example["image"]).items()}
-        image_info = detections.pop("image_info")
-        evaluator.update(detections, np.asarray(example["image_id"]).reshape(1), image_info)
-        count += 1
-    logging.info("Evaluated %d images with %d-variant test-time augmentation in %.1f s", count,
-                 len(detector.variants), time.time() - start)
-    return evaluator.evaluate()
+            clock.lap("drawing")
+    metrics = evaluator.evaluate()
+    clock.lap("scoring")
+    seconds = clock.seconds
+    logging.info("Evaluated %d images in %.1f s (input %.1f s, model %.1f s, results %.1f s, drawing %.1f s), "
+                 "then COCO scoring %.1f s", count, sum(seconds.values()) - seconds["scoring"],
+                 seconds["input"], seconds["model"], seconds["results"], seconds["drawing"], seconds["scoring"])
+    if timings is not None:
+        timings.update(seconds)
+    return metrics, drawn

@@ -179,7 +179,8 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
     """Evaluates `model` on `source`, writes the results json and appends to DIR/metrics.jsonl.
 
     With `tta` (a `rethink_tf.modeling.tta.TestTimeAugmentation`) the images go one by one through
-    test-time augmentation (`eval_loop.run_tta_evaluation`; no drawings) and the record has a "tta" entry.
+    test-time augmentation (`eval_loop.run_tta_evaluation`; no drawings) and the record has a "tta" entry;
+    without, it has "eval_seconds", the pass's wall time by part (`eval_loop.EVAL_PARTS`).
 
     Also writes DIR/coco_eval.txt: the evaluator's report (COCOeval's table and the AP per category, or
     the VOC AP per class) of this evaluation. The metric is `build_evaluator.metric` (COCO by default).
@@ -190,11 +191,13 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
     class_names = {i + 1: c["name"] for i, c in enumerate(source.categories)}
     extra = {}
     if tta is None:
+        timings = {}
         metrics, drawn = eval_loop.run_evaluation(
             model, eval_dataset(source, eval_batch_size), evaluator, max_batches=max_batches,
             num_images_to_draw=images_to_draw, class_names=class_names, pixel_std=pixel_std(),
             normalization=preprocess.pixel_normalization(pixel_std() is not None),
-            jit_compile=jit_compile)
+            jit_compile=jit_compile, timings=timings)
+        extra = {"eval_seconds": {k: round(v, 3) for k, v in timings.items()}}
     else:
         from rethink_tf.modeling import tta as tta_lib
         from rethink_tf.serving import model_dir as model_dir_lib

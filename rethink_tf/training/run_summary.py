@@ -2,6 +2,7 @@
 
     Run summary (/tmp/run)
       wall time   1m02s
+      time split  step 91.2%, input 1.0%, checkpoint 2.3%, other 5.5% of 0m48s; first step 0m09s, evaluation 0m05s
       steps       0 -> 40 of 40 (finished)
       images seen 320 (8 per step)
       evaluation  (DIR/coco_eval.txt) COCOeval's table and the AP per category, or the last
@@ -60,15 +61,32 @@ def _evaluation(model_dir: str, since: float) -> str:
         with open(metrics) as f:
             lines = [line for line in f if line.strip()]
         record = json.loads(lines[-1])
-        values = "  ".join(f"{kind}/{k} {v:.2f}" for kind, m in sorted(record.items()) if isinstance(m, dict)
+        values = "  ".join(f"{kind}/{k} {v:.2f}" for kind, m in sorted(record.items())
+                           if isinstance(m, dict) and kind != "eval_seconds"
                            for k, v in sorted(m.items()) if isinstance(v, (int, float)))
         return f"step {record.get('step')}: {values}"
     return "none in this process"
 
 
+def time_split(phase_seconds: dict) -> str:
+    """The training loop's wall time by phase (trainer.LOOP_PHASES seconds) as one line: the steady-state
+    shares (what `trainer.step_share` divides) and the one-off first step and evaluations apart."""
+    from rethink_tf.training.trainer import format_duration
+
+    steady = {k: v for k, v in phase_seconds.items() if k not in ("first_step", "evaluation")}
+    total = sum(steady.values())
+    if total <= 0:
+        return "no steps after the first"
+    shares = ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in steady.items() if v > 0)
+    return (f"{shares} of {format_duration(total)}; first step {format_duration(phase_seconds['first_step'])}, "
+            f"evaluation {format_duration(phase_seconds['evaluation'])}")
+
+
 def summary_text(model_dir: str, *, wall_seconds: float, start_step: int, total_steps: int | None,
-                 global_batch_size: int | None, since: float, next_commands=()) -> str:
-    """The run summary block (see the module docstring) for DIR, `since` = the process's start time."""
+                 global_batch_size: int | None, since: float, next_commands=(),
+                 phase_seconds: dict | None = None) -> str:
+    """The run summary block (see the module docstring) for DIR, `since` = the process's start time,
+    `phase_seconds` = the training loop's trainer.LOOP_PHASES seconds (no "time split" row without)."""
     from rethink_tf.training.trainer import format_duration
 
     state = checkpoint_state(model_dir)
@@ -77,7 +95,8 @@ def summary_text(model_dir: str, *, wall_seconds: float, start_step: int, total_
              + (" (finished)" if finished else ""))
     per_step = f" ({global_batch_size} per step)" if global_batch_size else ""
     indent = "\n" + " " * 16
-    rows = [("wall time", format_duration(wall_seconds)), ("steps", steps),
+    rows = [("wall time", format_duration(wall_seconds)),
+            *([("time split", time_split(phase_seconds))] if phase_seconds else []), ("steps", steps),
             ("images seen", f"{state['images']:.0f}{per_step}"),
             ("evaluation", _evaluation(model_dir, since).replace("\n", indent)),
             ("files written", ", ".join(_files_written(model_dir, since)) or "none"),

@@ -48,6 +48,7 @@ from absl import logging
 from rethink_tf.training import checkpointing, distribute, guards, summaries
 from rethink_tf.training import optimizer as optimizer_lib, schedule as schedule_lib, task as task_lib
 from rethink_tf.utils import validate
+from rethink_tf.utils.lap_clock import LapClock
 from rethink_tf.training.guards import NonFiniteLossError, NonFiniteWeightsError  # noqa: F401 (public)
 
 
@@ -99,8 +100,22 @@ def window_medians(window: list[dict]) -> tuple[dict, float]:
 
 # What the last `Trainer.train` of this process did, for the run summary of the command-line jobs
 # (`rethink_tf.utils.cli.run_job`, which reads the step reached from the checkpoint):
-# {"start_step", "total_steps", "global_batch_size"}.
+# {"start_step", "total_steps", "global_batch_size", "phase_seconds"}.
 LAST_RUN: dict = {}
+
+
+# Parts of the training loop's wall time (Trainer.phase_seconds): tracing/compiling and the first
+# update; the compiled step until its losses are on the host; waiting for the next batch; checkpoints;
+# evaluations; the rest (guards, logging, summaries).
+LOOP_PHASES = ("first_step", "step", "input", "checkpoint", "evaluation", "other")
+
+
+def step_share(seconds: dict) -> float:
+    """Fraction of the steady-state loop's wall time (`seconds` by LOOP_PHASES) spent in the step:
+    first step and evaluation left out (one-off, or a separate job's cost), checkpoints and input
+    waits counted."""
+    steady = sum(v for k, v in seconds.items() if k not in ("first_step", "evaluation"))
+    return seconds["step"] / steady if steady > 0 else float("nan")
 
 
 def _validate_arguments(**args):
@@ -209,6 +224,7 @@ class Trainer:
         self._train_step = None
         self._iterators = None
         self._pending = None
+        self.phase_seconds = {}  # the last train()'s wall time by LOOP_PHASES, in seconds
 
     @classmethod
     def on_fixed_batch(cls, model_dir: str, model_fn: Callable, batch: dict, *, base_lr: float = 0.02,
@@ -425,16 +441,20 @@ class Trainer:
         logging.info("Training from step %d to %d (global batch %d, %d replica(s)); progress every %d steps, "
                      "losses as medians over them", step, end, self.global_batch_size,
                      self.strategy.num_replicas_in_sync, self.log_every)
+        clock = LapClock(LOOP_PHASES)
         LAST_RUN.clear()
         LAST_RUN.update(start_step=step, total_steps=total_steps,
-                        global_batch_size=self.global_batch_size)
+                        global_batch_size=self.global_batch_size, phase_seconds=clock.seconds)
+        self.phase_seconds = clock.seconds
         losses, window = {}, []
         window_start, window_step = time.time(), step
         images_per_sec = float("nan")
         first_of_process = True
         while step < end:
             batch = self._next_batch()
+            clock.lap("input")
             losses = {k: float(v) for k, v in self._train_step(batch).items()}
+            clock.lap("first_step" if first_of_process else "step")
             step = self.step
             window.append(losses)
             guards.check_losses(step, losses, self._checkpointer.latest(), self.model_dir)
@@ -467,12 +487,15 @@ class Trainer:
                         if not k.startswith("pretrain_"):
                             tf.summary.scalar(f"samples_seen{'_total' if kind != k else ''}/{kind}", v)
                 train_writer.flush()
+            clock.lap("other")
             paused = False
             if step % self.checkpoint_every == 0 or step == end:
                 self._save(step)
+                clock.lap("checkpoint")
                 paused = True
             if self.eval_every and self.eval_every > 0 and step % self.eval_every == 0 and step != end:
                 self._run_eval(step, eval_writer)
+                clock.lap("evaluation")
                 paused = True
             if paused:  # keep checkpointing and evaluation out of the images/s window
                 window_start, window_step = time.time(), step
@@ -481,4 +504,5 @@ class Trainer:
             if step == start_step:
                 logging.info("The run is finished but its final evaluation did not complete: evaluating step %d", step)
             self._run_eval(step, eval_writer, final=True)
+            clock.lap("evaluation")
         return losses

@@ -94,6 +94,6 @@ def run_job(argv, job, next_commands=lambda model_dir: ()) -> None:
         logging.info("%s", run_summary.summary_text(
             model_dir, wall_seconds=time.time() - start, start_step=run.get("start_step", 0),
             total_steps=run.get("total_steps"), global_batch_size=run.get("global_batch_size"), since=start,
-            next_commands=next_commands(model_dir)))
+            next_commands=next_commands(model_dir), phase_seconds=run.get("phase_seconds")))
     # Multi-worker: meet the other workers and end the process, the coordination service's host last.
     distribute.leave_cluster(strategy)

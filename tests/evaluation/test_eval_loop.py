@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -64,7 +65,14 @@ def test_run_evaluation_end_to_end():
     blank = visualize.draw_detections(canvas, np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
     assert blank.shape == truth.shape and not np.array_equal(truth, blank)  # the ground truth box is drawn
     assert (drawn[:, :, side:side + eval_loop.GAP] == 255).all()
-    # A second pass reuses the traced predict function and gives the same results.
-    again, _ = eval_loop.run_evaluation(model, ds, evaluator)
+    # A second pass reuses the traced predict function and gives the same results; its wall time is
+    # split by part (no drawing asked: 0).
+    timings = {}
+    start = time.perf_counter()
+    again, _ = eval_loop.run_evaluation(model, ds, evaluator, timings=timings)
+    elapsed = time.perf_counter() - start
     assert again == metrics
+    assert list(timings) == list(eval_loop.EVAL_PARTS) and timings["drawing"] == 0
+    assert min(timings[k] for k in ("input", "model", "results", "scoring")) > 0
+    assert sum(timings.values()) <= elapsed
     assert eval_loop.make_predict_fn(model) is eval_loop.make_predict_fn(model)

@@ -36,3 +36,38 @@ def test_dynamic_and_static_paths_give_the_same_losses(make_tiny_model, make_bat
     assert dynamic["mask"] > 0
     for key in static:
         np.testing.assert_allclose(dynamic[key], static[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+def test_branches_run_on_filled_detection_slots_only(make_tiny_model, make_batch, monkeypatch):
+    """Inference: outside XLA the mask head runs on the slots the post-processor filled, and the
+    zero-padded result equals the static path's on all D slots."""
+    from rethink_tf.modeling.roi_heads import roi_heads
+
+    model = make_tiny_model(sampling_seed=3)
+    batch = make_batch(batch_size=1)
+    inputs = {"images": batch["images"], "image_info": batch["image_info"]}
+    mask_rois = []
+
+    def detect(static):
+        for module in (roi_heads, mask_branch, roi_align):
+            monkeypatch.setattr(module, "in_xla_context", lambda: static)
+        logits = model.roi_heads.branches["mask"].logits
+
+        def counting_logits(features, boxes, training=None):
+            mask_rois.append(boxes.shape[1])
+            return logits(features, boxes, training=training)
+
+        monkeypatch.setattr(model.roi_heads.branches["mask"], "logits", counting_logits)
+        return {k: np.asarray(v) for k, v in tf.function(lambda b: model(b, training=False))(inputs).items()}
+
+    # An untrained model's scores are near-uniform: keep about its 6 best detections per image.
+    scores = detect(True)["detection_scores"]
+    monkeypatch.setattr(model.postprocessor, "score_threshold", float(np.sort(scores.ravel())[-6]))
+    mask_rois.clear()
+    dynamic, static = detect(False), detect(True)
+    slots = static["detection_masks"].shape[1]
+    assert mask_rois[0] is None and mask_rois[-1] == slots  # dynamic slice, then all D slots
+    assert 0 < static["num_detections"].max() < slots  # a case where the slice saves work
+    assert dynamic["detection_masks"].shape == static["detection_masks"].shape
+    for key in static:
+        np.testing.assert_allclose(dynamic[key], static[key], rtol=1e-5, atol=1e-6, err_msg=key)

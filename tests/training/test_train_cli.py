@@ -79,6 +79,7 @@ def test_tiny_run_log_and_tensorboard(tmp_path):
     assert not [line for line in log.splitlines() if line.startswith(("E", "F")) or "ERROR" in line], log
     summary = log[log.index("Run summary"):]
     assert "steps         0 -> 2 of 2 (finished)" in summary and "images seen   4 (2 per step)" in summary
+    assert "time split    step " in summary and "first step " in summary
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in summary
     assert summary.count("AP per category: circle ") == 2  # bbox and segm
     assert "coco_eval.txt" in summary and f"python -m rethink_tf.export --model_dir={run}" in summary

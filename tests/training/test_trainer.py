@@ -34,11 +34,14 @@ def _record_total_losses(trainer):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    import time
     d = tmp_path_factory.mktemp("full")
     t = _trainer(d, 12)
     t.restore_or_initialize()
     losses = _record_total_losses(t)
+    start = time.perf_counter()
     t.train()
+    t.measured_train_seconds = time.perf_counter() - start
     return d, losses, t
 
 
@@ -177,3 +180,20 @@ def _built_gn_toy():
     m = toys.ToyDetector("gn", width=16)
     m(toys.fixed_batch(2), training=False)
     return m
+
+
+def test_wall_time_split_by_phase(uninterrupted):
+    from rethink_tf.training import run_summary
+    _, _, t = uninterrupted
+    seconds = t.phase_seconds
+    assert set(seconds) == set(trainer_lib.LOOP_PHASES)
+    # Laps cover the loop: the phases add up to train()'s wall time (setup before the loop aside).
+    assert sum(seconds.values()) == pytest.approx(t.measured_train_seconds, abs=0.05)
+    assert seconds["first_step"] > 0 and seconds["step"] > 0 and seconds["checkpoint"] > 0  # saves at 4, 8, 12
+    assert seconds["evaluation"] == 0  # the toy task has none
+    share = trainer_lib.step_share(seconds)
+    steady = sum(seconds.values()) - seconds["first_step"]
+    assert share == pytest.approx(seconds["step"] / steady)
+    line = run_summary.time_split({"first_step": 9.0, "step": 90.0, "input": 1.0, "checkpoint": 4.0,
+                                   "evaluation": 30.0, "other": 5.0})
+    assert line == "step 90.0%, input 1.0%, checkpoint 4.0%, other 5.0% of 1m40s; first step 0m09s, evaluation 0m30s"

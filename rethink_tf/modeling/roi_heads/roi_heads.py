@@ -13,9 +13,11 @@ the head networks run in the compute dtype.
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from rethink_tf.modeling.layers import deserialize, serialize
+from rethink_tf.ops.tracing import in_xla_context
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
@@ -110,8 +112,29 @@ class StandardRoIHeads(keras.layers.Layer):
 
     def forward_with_given_boxes(self, features, boxes, classes, training=False):
         """Runs every branch on given boxes [B, D, 4] with classes int32 [B, D] (1..K; 0 = empty
-        slot) -> merged dict of the branches' outputs, e.g. {"mask_probs": float32 [B, D, M, M]}."""
+        slot) -> merged dict of the branches' outputs, e.g. {"mask_probs": float32 [B, D, M, M]}.
+
+        Outputs of empty slots are 0. In graph mode the branches run only on slots [0, n), n = 1 + the
+        last filled slot of any image (the post-processor fills slots from 0), and the outputs are
+        zero-padded back to D: a model that keeps 5 detections runs the mask head on 5 boxes, not
+        100. Under XLA (static shapes) they run on all D slots.
+        """
+        slots = boxes.shape[1]
+        if not in_xla_context() and slots:
+            positions = ops.arange(1, slots + 1, dtype="int32")[None, :]
+            filled = ops.maximum(ops.max(ops.where(classes > 0, positions, 0)), 1)
+            boxes, classes = boxes[:, :filled], classes[:, :filled]
         out = {}
         for branch in self.branches.values():
             out.update(branch.predict(features, ops.stop_gradient(boxes), classes, training=training))
+        if not in_xla_context() and slots:
+            out = {key: _pad_slots(value, slots) for key, value in out.items()}
         return out
+
+
+def _pad_slots(values, slots):
+    """values [B, n, ...] -> [B, slots, ...], zeros after n (graph mode: n is dynamic)."""
+    pad = [[0, 0], [0, slots - tf.shape(values)[1]]] + [[0, 0]] * (values.shape.rank - 2)
+    padded = tf.pad(values, pad)
+    padded.set_shape([values.shape[0], slots] + values.shape[2:].as_list())
+    return padded
