@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "gin_configs").glob("*.gin"))
 # Small CPU jobs, not rows of the paper.
 CPU_CONFIGS = {"quickstart.gin", "coco128_overfit.gin", "finetune_synthetic_cpu.gin", "scratch_synthetic_cpu.gin",
-               "keypoints_coco_mini_cpu.gin"}
+               "keypoints_coco_mini_cpu.gin", "keypoints_coco_mini_overfit.gin"}
 
 # Written from the paper: section 4 (batch 16, LR 0.02 with linear warmup, weight decay 1e-4, momentum
 # 0.9, N x 90k iterations with x0.1 cuts 60k and 20k before the end, shorter side 800, horizontal flip
