@@ -42,3 +42,22 @@ def test_ground_truth_keypoints_use_visibility_and_scale_with_the_picture():
     changed = np.any(drawn != plain, axis=-1)
     assert changed[2 * 45:2 * 55, 2 * 30:2 * 40].any()  # elbow -> wrist, at twice the size
     assert not changed[2 * 78:2 * 92, 2 * 38:2 * 45].any()  # no unlabeled leg
+
+
+def test_tensorboard_eval_images_draw_predicted_and_true_skeletons():
+    from rethink_tf.evaluation import eval_loop
+    kp = person()
+    batch = {"image_id": np.array([5]), "images": np.zeros((1, 128, 128, 3), np.float32),
+             # original 100 x 100 image at scale 1.28 on a 128 canvas
+             "image_info": np.array([[[100, 100], [128, 128], [1.28, 1.28], [0, 0]]], np.float32),
+             "gt_boxes": np.array([[[6.4, 38.4, 121.6, 89.6]]], np.float32), "gt_classes": np.array([[1]])}
+    detections = {"num_detections": np.array([1]), "detection_boxes": np.array([[[5, 30, 95, 70]]], np.float32),
+                  "detection_classes": np.array([[1]]), "detection_scores": np.array([[0.9]], np.float32)}
+    plain = eval_loop.draw_predictions(batch, detections, {1: "person"}, 1)
+    gt_kp = kp * np.array([1.28, 1.28, 0], np.float32) + np.array([0, 0, 2], np.float32)  # canvas pixels, v = 2
+    drawn = eval_loop.draw_predictions({**batch, "gt_keypoints": gt_kp[None, None]},
+                                       {**detections, "detection_keypoints": kp[None, None]}, {1: "person"}, 1)
+    assert drawn.shape == plain.shape
+    half = (drawn.shape[2] - eval_loop.GAP) // 2
+    changed = np.any(drawn != plain, axis=-1)[0]
+    assert changed[:, :half].sum() > 200 and changed[:, half + eval_loop.GAP:].sum() > 200  # both sides
