@@ -192,7 +192,8 @@ class CocoEvaluator:
         unknown = self.image_ids - set(self.coco_gt.getImgIds())
         if unknown:
             raise ValueError(f"CocoEvaluator: image ids not in the ground truth: {sorted(unknown)[:5]}")
-        kinds = ("bbox",) + (("segm",) if self.include_masks else ()) + (("keypoints",) if self.include_keypoints else ())
+        kinds = (("bbox",) + (("segm",) if self.include_masks else ())
+                 + (("keypoints",) if self.include_keypoints else ()))
         self.reports = {kind: {} for kind in kinds}
         return {kind: coco_metrics(self.coco_gt, self.results, kind, self.image_ids, report)
                 for kind, report in self.reports.items()}

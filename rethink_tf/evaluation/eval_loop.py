@@ -39,9 +39,10 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
     """Draws the detections of the first `max_images` real images of a batch on their canvases.
 
     Keypoint skeletons are drawn when the detections have `detection_keypoints` (and the ground truth's
-    when the batch has `gt_keypoints`). With the batch's ground truth (`gt_boxes`, `gt_classes`, optional `gt_masks`) each image is drawn
-    twice, side by side with a GAP-pixel white band: ground truth on the left, predictions on the right
-    (`visualize.draw_ground_truth`, `visualize.draw_detections`). `normalization` (a
+    when the batch has `gt_keypoints`). With the batch's ground truth (`gt_boxes`, `gt_classes`,
+    optional `gt_masks`) each image is drawn twice, side by side with a GAP-pixel white band: ground
+    truth on the left, predictions on the right (`visualize.draw_ground_truth`,
+    `visualize.draw_detections`). `normalization` (a
     preprocess.PixelNormalization) undoes the pipeline's; without it the default mean and `pixel_std`.
 
     Returns uint8 [N, H, W, 3], or [N, H, 2 W + GAP, 3] with the ground truth; H, W: the canvas size
