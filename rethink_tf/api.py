@@ -39,8 +39,8 @@ class Detections:
         category_ids: int64 [N] dataset category ids (COCO's for a COCO run), not contiguous labels.
         category_names: N str, the names of those categories.
         masks: bool [N, H, W] full-image instance masks, or None when the model has no mask head.
-        keypoints: float32 [N, K, 3] (x, y, score) when the model predicts keypoints, else None (no
-            model in this package has a keypoint head yet).
+        keypoints: float32 [N, K, 3] (x, y, score) in original-image pixels when the model predicts
+            keypoints (built with build_model.keypoints = True), else None; score: heatmap logit.
         image_size: (H, W) of the original image in pixels.
     """
     boxes: np.ndarray
@@ -117,12 +117,14 @@ class _KerasRunner:
     def __init__(self, model, inference, mask_threshold):
         self.model, self.inference, self.mask_threshold = model, inference, float(mask_threshold)
         self.has_masks = bool(model.has_masks)
+        self.has_keypoints = bool(model.has_keypoints)
 
     def check(self, image_hw, what):
         _check_limits(image_hw, what, self.inference.short_side, self.inference.max_size)
 
     def __call__(self, image):
-        """uint8 [H, W, 3] -> (boxes yxyx [n, 4], scores [n], labels [n], masks uint8 [n, H, W] | None)."""
+        """uint8 [H, W, 3] -> (boxes yxyx [n, 4], scores [n], labels [n], masks uint8 [n, H, W] | None,
+        keypoints [n, K, 3] | None)."""
         from rethink_tf.data import preprocess
         from rethink_tf.ops.masks import paste_masks_tf
         cfg = self.inference
@@ -141,7 +143,8 @@ class _KerasRunner:
         if "detection_masks" in out:  # pasted as the SavedModel pastes them
             masks = paste_masks_tf(out["detection_masks"][:num], boxes, (height, width),
                                    threshold=self.mask_threshold).numpy()
-        return boxes, out["detection_scores"][:num], out["detection_classes"][:num], masks
+        keypoints = out["detection_keypoints"][:num] if "detection_keypoints" in out else None
+        return boxes, out["detection_scores"][:num], out["detection_classes"][:num], masks, keypoints
 
 
 class _SavedModelRunner:
@@ -154,6 +157,7 @@ class _SavedModelRunner:
         self._serve = self.loaded.signatures["serving_default"]
         outputs = self._serve.structured_outputs
         self.has_masks = "detection_box_masks" in outputs
+        self.has_keypoints = "detection_keypoints" in outputs
         config_path = os.path.join(export_dir, "assets.extra", "export_config.json")
         self.config = {}
         if os.path.isfile(config_path):
@@ -166,7 +170,7 @@ class _SavedModelRunner:
             _check_limits(image_hw, what, int(self.config["short_side"]), int(self.config["max_size"]))
 
     def __call__(self, image):
-        """uint8 [H, W, 3] -> (boxes yxyx [n, 4], scores [n], category ids [n], masks | None)."""
+        """uint8 [H, W, 3] -> (boxes yxyx [n, 4], scores [n], category ids [n], masks | None, keypoints | None)."""
         from rethink_tf.ops.masks import paste_masks_tf
         tf = self._tf
         try:
@@ -183,7 +187,8 @@ class _SavedModelRunner:
         elif "detection_box_masks" in out:  # exported with --nopaste_masks
             masks = paste_masks_tf(out["detection_box_masks"][:num], boxes, (height, width),
                                    threshold=self.mask_threshold).numpy()
-        return boxes, out["detection_scores"][:num], out["detection_classes"][:num], masks
+        keypoints = out["detection_keypoints"][:num] if "detection_keypoints" in out else None
+        return boxes, out["detection_scores"][:num], out["detection_classes"][:num], masks, keypoints
 
 
 class Detector:
@@ -192,7 +197,7 @@ class Detector:
 
     Attributes:
         categories: [{"id", "name"}] of the model's classes (labels 1..K in order).
-        has_masks: whether `predict` returns masks.
+        has_masks: whether `predict` returns masks; has_keypoints: whether it returns keypoints.
         source: "run_dir" or "saved_model"; path: the directory it was loaded from.
     """
 
@@ -200,6 +205,7 @@ class Detector:
         self._runner = runner
         self.categories = [{"id": int(c["id"]), "name": str(c["name"])} for c in categories]
         self.has_masks = runner.has_masks
+        self.has_keypoints = runner.has_keypoints
         self.source, self.path = source, path
         self._names = {c["id"]: c["name"] for c in self.categories}
         # Keras path: label l -> categories[l - 1]; the SavedModel already outputs category ids.
@@ -255,7 +261,7 @@ class Detector:
         what = what or "image"
         self._runner.check(pixels.shape[:2], what)
         try:
-            boxes, scores, classes, masks = self._runner(pixels)
+            boxes, scores, classes, masks, keypoints = self._runner(pixels)
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from e
         classes = np.asarray(classes, np.int64)
@@ -267,12 +273,13 @@ class Detector:
             category_ids=classes,
             category_names=tuple(self._names.get(int(c), str(int(c))) for c in classes),
             masks=None if masks is None else np.asarray(masks) > 0,
-            image_size=(int(pixels.shape[0]), int(pixels.shape[1])))
+            image_size=(int(pixels.shape[0]), int(pixels.shape[1])),
+            keypoints=None if keypoints is None else np.asarray(keypoints, np.float32))
 
     def draw(self, image, detections: Detections, *,
              score_threshold: float = visualize.SCORE_THRESHOLD,
              min_side: int | None = visualize.DRAW_MIN_SIDE) -> np.ndarray:
-        """The image with `detections` drawn (boxes, masks, "name score%" labels) by
+        """The image with `detections` drawn (boxes, masks, "name score%" labels, keypoint skeletons) by
         `rethink_tf.utils.visualize.draw_detections`.
 
         Args:
@@ -296,5 +303,6 @@ def draw(image, detections: Detections, *, score_threshold: float = visualize.SC
     names = dict(zip((int(c) for c in detections.category_ids), detections.category_names))
     return visualize.draw_detections(
         pixels, detections.boxes[:, [1, 0, 3, 2]], detections.category_ids, detections.scores,
-        detections.masks, names, score_threshold=score_threshold, min_side=min_side)
+        detections.masks, names, score_threshold=score_threshold, min_side=min_side,
+        keypoints=detections.keypoints)
 

@@ -3,11 +3,13 @@
     python -m rethink_tf.predict --saved_model=OUT --image=a.jpg [--image=b.png ...] --output_dir=VIS
 
 For each image `<stem>.<ext>` it writes to --output_dir:
-- `<stem>.png`: the image with boxes, masks and class names (score >= --min_score) drawn on it
-  (`rethink_tf.utils.visualize`; images with a shorter side under 512 px are drawn enlarged to 512);
+- `<stem>.png`: the image with boxes, masks and class names (score >= --min_score) drawn on it, and
+  the keypoint skeletons of a keypoint model (`rethink_tf.utils.visualize`; images with a shorter
+  side under 512 px are drawn enlarged to 512);
 - `<stem>.json`: its detections in COCO result format (all returned detections):
-  `[{"image_id", "category_id", "bbox": [x, y, width, height], "score", "segmentation": RLE}]`,
-  boxes in original image pixels, RLE as pycocotools writes it (counts as a str);
+  `[{"image_id", "category_id", "bbox": [x, y, width, height], "score", "segmentation": RLE}]`
+  (plus `"keypoints": [x1, y1, 1, ...]` from a keypoint model), boxes and keypoints in original
+  image pixels, RLE as pycocotools writes it (counts as a str);
 and `detections.json`, all images' detections together (what COCOeval.loadRes takes).
 
 A file that cannot be read or that the SavedModel refuses (missing, empty, not an image, an image
@@ -58,6 +60,9 @@ def coco_results(image_id, detections):
             rle = mask_util.encode(np.asfortranarray(detections["masks"][i]))
             rle["counts"] = rle["counts"].decode("ascii")
             result["segmentation"] = rle
+        if "detection_keypoints" in detections:  # COCO's [x, y, v] with v = 1 (predicted)
+            points = detections["detection_keypoints"][i]
+            result["keypoints"] = [round(float(v), 2) for x, y, _ in points for v in (x, y, 1.0)]
         results.append(result)
     return results
 
@@ -153,7 +158,8 @@ def predict_files(saved_model, image_paths, output_dir, min_score=SCORE_THRESHOL
             image, detections["detection_boxes"][:num], detections["detection_classes"][:num],
             detections["detection_scores"][:num],
             detections["masks"][:num] if "masks" in detections else None,
-            predictor.class_names, score_threshold=min_score)
+            predictor.class_names, score_threshold=min_score,
+            keypoints=detections["detection_keypoints"][:num] if "detection_keypoints" in detections else None)
         stem = os.path.splitext(os.path.basename(path))[0]
         if stem in used_stems:  # same file name from two folders: keep both
             stem = f"{stem}_{position}"

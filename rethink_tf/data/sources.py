@@ -143,10 +143,14 @@ class CocoSource(DataSource):
         (slow on big sets). Without it, a file whose header is good but whose pixel data is corrupt
         fails when first read, with an error naming the file.
       use_keypoints: read keypoints when the json has them.
+      min_keypoints_per_image: train only on images whose non-crowd instances have at least this many
+        labeled keypoints in total (0: no filter; 1: Detectron's keypoint training, which keeps only
+        images with visible keypoints, and detectron2's MIN_KEYPOINTS_PER_IMAGE); a subset is drawn
+        among those images. Without a subset, evaluation (`image_ids`) still covers every image.
     """
 
     def __init__(self, annotation_file, image_dir, *, root=None, name=None, subset_size=None, subset_seed=0,
-                 skip_missing_images=False, validate_images=False, use_keypoints=True):
+                 skip_missing_images=False, validate_images=False, use_keypoints=True, min_keypoints_per_image=0):
         validate.path("CocoSource.annotation_file", annotation_file)
         validate.path("CocoSource.image_dir", image_dir)
         validate.path("CocoSource.root", root, allow_none=True)
@@ -155,6 +159,7 @@ class CocoSource(DataSource):
         validate.integer("CocoSource.subset_seed", subset_seed)
         for flag in ("skip_missing_images", "validate_images", "use_keypoints"):
             validate.boolean(f"CocoSource.{flag}", locals()[flag])
+        validate.integer("CocoSource.min_keypoints_per_image", min_keypoints_per_image, minimum=0)
         if root is not None:
             root = os.path.expanduser(os.fspath(root))
             annotation_file = os.path.join(root, os.fspath(annotation_file))
@@ -166,18 +171,28 @@ class CocoSource(DataSource):
         self.has_keypoints = self.index.has_keypoints and use_keypoints
         self.keypoint_names = self.index.keypoint_names if self.has_keypoints else ()
         self.subset_size, self.subset_seed = subset_size, subset_seed
+        pool = self.index.training_image_ids
+        if min_keypoints_per_image:
+            if not self.has_keypoints:
+                raise validate.ConfigError(f"CocoSource.min_keypoints_per_image = {min_keypoints_per_image} but "
+                                           f"{annotation_file} has no keypoints (or use_keypoints is False)")
+            pool = [i for i in pool if self._labeled_keypoints(i) >= min_keypoints_per_image]
         if subset_size is None:
             self.image_ids = self.index.all_image_ids
         else:
-            self.image_ids = coco_lib.select_subset(self.index.training_image_ids, subset_size, subset_seed)
+            self.image_ids = coco_lib.select_subset(pool, subset_size, subset_seed)
         if validate_images:
             bad = coco_lib.find_undecodable_images(self.index, self.image_ids)
             if bad:
                 raise validate.InputError(f"{len(bad)} undecodable image(s) in {image_dir}: "
                                  + "; ".join(msg for _, msg in bad[:5]))
-        trainable = set(self.index.training_image_ids)
+        trainable = set(pool)
         self._training_image_ids = [i for i in self.image_ids if i in trainable]
         self._label_of = self.index.category_id_to_label
+
+    def _labeled_keypoints(self, image_id):
+        return sum(int(np.sum(np.asarray(a["keypoints"][2::3]) > 0))
+                   for a in self.index.annotations.get(image_id, []) if not a.get("iscrowd") and a.get("keypoints"))
 
     @property
     def training_image_ids(self):

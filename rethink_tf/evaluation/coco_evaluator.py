@@ -1,9 +1,11 @@
-"""COCO evaluation: model detections -> COCO results json -> pycocotools bbox / segm metrics.
+"""COCO evaluation: model detections -> COCO results json -> pycocotools bbox / segm / keypoints metrics.
 
 Results are in the dataset's terms: boxes [x, y, w, h] in original image pixels, COCO category ids
-(through the source's label -> category id mapping), masks as RLE of the pasted full-image masks.
-Metrics are pycocotools' COCOeval summaries (AP, AP50, AP75, APs, APm, APl), in percent like the
-paper's tables.
+(through the source's label -> category id mapping), masks as RLE of the pasted full-image masks,
+keypoints as [x1, y1, 1, x2, y2, 1, ...] in original pixels (visibility 1 and the box score as the
+instance score, as Detectron submits them: KRCNN.KEYPOINT_CONFIDENCE = "bbox").
+Metrics are pycocotools' COCOeval summaries (AP, AP50, AP75, APs, APm, APl; keypoints: AP, AP50, AP75,
+APm, APl), in percent like the paper's tables.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+KEYPOINT_METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl")  # COCOeval's first 5 keypoint stats
+IOU_TYPES = ("bbox", "segm", "keypoints")
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -29,7 +33,8 @@ def encode_mask(mask: np.ndarray) -> dict:
 
 
 def detections_to_results(detections: dict, image_ids, image_info, label_to_category_id,
-                          include_masks: bool, mask_threshold: float = 0.5) -> list[dict]:
+                          include_masks: bool, mask_threshold: float = 0.5,
+                          include_keypoints: bool = False) -> list[dict]:
     """Converts one batch of model detections to COCO result dicts.
 
     Args:
@@ -40,9 +45,14 @@ def detections_to_results(detections: dict, image_ids, image_info, label_to_cate
       image_info: float [B, 4, 2]; row 0 is the original (h, w).
       label_to_category_id: int array [K + 1] (entry 0 unused) mapping labels to category ids.
       include_masks: also emit `segmentation` RLEs (masks pasted at `mask_threshold`).
+      include_keypoints: also emit `keypoints` from `detection_keypoints` [B, D, K, 3] (x, y, score)
+        original pixels.
     Returns:
-      list of {"image_id", "category_id", "bbox", "score"[, "segmentation"]}.
+      list of {"image_id", "category_id", "bbox", "score"[, "segmentation"][, "keypoints"]}.
     """
+    if include_keypoints and "detection_keypoints" not in detections:
+        raise ValueError("keypoint evaluation needs detections with 'detection_keypoints' (a model with the "
+                         "keypoint branch, build_model.keypoints = True; test-time augmentation has none)")
     from rethink_tf.ops.masks import paste_masks  # ops is heavy only at import of TF; numpy here
 
     lookup = np.asarray(label_to_category_id, np.int64)
@@ -56,6 +66,8 @@ def detections_to_results(detections: dict, image_ids, image_info, label_to_cate
         if np.any(classes >= len(lookup)):
             raise ValueError(f"detection class {classes.max()} outside the label map (K = {len(lookup) - 1})")
         boxes = np.asarray(detections["detection_boxes"][i][:n], np.float64)[keep]
+        keypoints = (np.asarray(detections["detection_keypoints"][i][:n], np.float64)[keep]
+                     if include_keypoints else None)
         scores = np.asarray(detections["detection_scores"][i][:n], np.float64)[keep]
         classes = classes[keep]
         masks = None
@@ -73,6 +85,9 @@ def detections_to_results(detections: dict, image_ids, image_info, label_to_cate
             }
             if masks is not None:
                 result["segmentation"] = encode_mask(masks[j])
+            if keypoints is not None:
+                points = np.concatenate([keypoints[j, :, :2], np.ones_like(keypoints[j, :, :1])], axis=1)
+                result["keypoints"] = [float(v) for v in points.reshape(-1)]
             results.append(result)
     return results
 
@@ -96,7 +111,7 @@ def per_category_ap(evaluator: COCOeval) -> dict[int, float]:
 
 def coco_metrics(coco_gt: COCO, results: list[dict], iou_type: str, image_ids=None,
                  report: dict | None = None) -> dict[str, float]:
-    """Runs COCOeval; returns {AP, AP50, AP75, APs, APm, APl} in percent.
+    """Runs COCOeval; returns {AP, AP50, AP75, APs, APm, APl} in percent (keypoints: KEYPOINT_METRIC_NAMES).
 
     `image_ids` restricts the evaluation to the images that were run (default: all of `coco_gt`).
     With no results at all every metric is 0. A `report` dict receives "table" (COCOeval's 12-line
@@ -104,14 +119,20 @@ def coco_metrics(coco_gt: COCO, results: list[dict], iou_type: str, image_ids=No
     """
     if report is not None:
         report.update(table="", per_category={})
-    if iou_type not in ("bbox", "segm"):
-        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
-    if not results:
-        return {k: 0.0 for k in METRIC_NAMES}
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    names = KEYPOINT_METRIC_NAMES if iou_type == "keypoints" else METRIC_NAMES
     if iou_type == "segm":
-        results = [r for r in results if "segmentation" in r]
+        results = [{k: v for k, v in r.items() if k != "keypoints"} for r in results if "segmentation" in r]
+    elif iou_type == "keypoints":
+        # Without bbox / segmentation, loadRes derives each result's area from its keypoints' extent
+        # (what Detectron's keypoint submissions get).
+        results = [{k: v for k, v in r.items() if k not in ("bbox", "segmentation")}
+                   for r in results if "keypoints" in r]
     else:
-        results = [{k: v for k, v in r.items() if k != "segmentation"} for r in results]
+        results = [{k: v for k, v in r.items() if k not in ("segmentation", "keypoints")} for r in results]
+    if not results:
+        return {k: 0.0 for k in names}
     coco_dt = _quiet(coco_gt.loadRes, results)
     evaluator = COCOeval(coco_gt, coco_dt, iou_type)
     if image_ids is not None:
@@ -123,7 +144,7 @@ def coco_metrics(coco_gt: COCO, results: list[dict], iou_type: str, image_ids=No
     if report is not None:
         report.update(table=table.getvalue(), per_category=per_category_ap(evaluator))
     # COCOeval reports -1 where a size range has no ground truth; keep it as -1 (not averaged in).
-    return {name: float(v) * 100.0 if v >= 0 else -1.0 for name, v in zip(METRIC_NAMES, evaluator.stats[:6])}
+    return {name: float(v) * 100.0 if v >= 0 else -1.0 for name, v in zip(names, evaluator.stats[:len(names)])}
 
 
 class CocoEvaluator:
@@ -133,26 +154,30 @@ class CocoEvaluator:
       coco_gt: the source's `coco_gt()` (original coordinates, original category ids).
       label_to_category_id: int array [K + 1] (the source's `label_to_category_id_array`).
       include_masks: evaluate masks (segm) too.
+      include_keypoints: evaluate keypoints too (the detections' `detection_keypoints`; coco_gt with
+        keypoint annotations, e.g. person_keypoints_val2017.json).
     """
 
-    def __init__(self, coco_gt: COCO, label_to_category_id, include_masks: bool, mask_threshold: float = 0.5):
+    def __init__(self, coco_gt: COCO, label_to_category_id, include_masks: bool, mask_threshold: float = 0.5,
+                 include_keypoints: bool = False):
         self.coco_gt = coco_gt
         self.label_to_category_id = np.asarray(label_to_category_id, np.int64)
         self.include_masks = include_masks
+        self.include_keypoints = include_keypoints
         self.mask_threshold = mask_threshold
         self.reset()
 
     def reset(self):
         self.results: list[dict] = []
         self.image_ids: set[int] = set()
-        self.reports: dict[str, dict] = {}  # {"bbox" / "segm": coco_metrics' report} of the last evaluate
+        self.reports: dict[str, dict] = {}  # {"bbox" / "segm" / "keypoints": coco_metrics' report} of the last evaluate
 
     def update(self, detections: dict, image_ids, image_info):
         """Adds one batch (numpy arrays; see `detections_to_results`)."""
         image_ids = np.asarray(image_ids).reshape(-1)
         self.image_ids.update(int(i) for i in image_ids if i >= 0)
         self.results += detections_to_results(detections, image_ids, image_info, self.label_to_category_id,
-                                              self.include_masks, self.mask_threshold)
+                                              self.include_masks, self.mask_threshold, self.include_keypoints)
 
     def write_results(self, path: str):
         """Writes the COCO results json (a list of result dicts) to `path`."""
@@ -161,13 +186,15 @@ class CocoEvaluator:
             json.dump(self.results, f)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
-        """{"bbox": {AP, ...}[, "segm": {AP, ...}]} over the images seen since `reset`."""
+        """{"bbox": {AP, ...}[, "segm": {AP, ...}][, "keypoints": {AP, ...}]} over the images seen since `reset`."""
         if not self.image_ids:
             raise ValueError("CocoEvaluator.evaluate: no images were evaluated")
         unknown = self.image_ids - set(self.coco_gt.getImgIds())
         if unknown:
             raise ValueError(f"CocoEvaluator: image ids not in the ground truth: {sorted(unknown)[:5]}")
-        self.reports = {kind: {} for kind in (("bbox", "segm") if self.include_masks else ("bbox",))}
+        kinds = (("bbox",) + (("segm",) if self.include_masks else ())
+                 + (("keypoints",) if self.include_keypoints else ()))
+        self.reports = {kind: {} for kind in kinds}
         return {kind: coco_metrics(self.coco_gt, self.results, kind, self.image_ids, report)
                 for kind, report in self.reports.items()}
 

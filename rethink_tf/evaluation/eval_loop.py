@@ -11,7 +11,7 @@ from absl import logging
 from rethink_tf.utils.lap_clock import LapClock
 
 INFERENCE_KEYS = ("images", "image_info")
-GROUND_TRUTH_KEYS = ("gt_boxes", "gt_classes", "gt_masks")
+GROUND_TRUTH_KEYS = ("gt_boxes", "gt_classes", "gt_masks", "gt_keypoints")
 GAP = 4  # pixels between the ground truth and the predictions of a drawn evaluation image
 # Parts of an evaluation pass's wall time (run_evaluation's `timings`): waiting for the next batch, the
 # predict step until its detections are numpy, detections -> COCO results (boxes, pasted and
@@ -44,9 +44,11 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
                      normalization=None) -> np.ndarray:
     """Draws the detections of the first `max_images` real images of a batch on their canvases.
 
-    With the batch's ground truth (`gt_boxes`, `gt_classes`, optional `gt_masks`) each image is drawn
-    twice, side by side with a GAP-pixel white band: ground truth on the left, predictions on the right
-    (`visualize.draw_ground_truth`, `visualize.draw_detections`). `normalization` (a
+    Keypoint skeletons are drawn when the detections have `detection_keypoints` (and the ground truth's
+    when the batch has `gt_keypoints`). With the batch's ground truth (`gt_boxes`, `gt_classes`,
+    optional `gt_masks`) each image is drawn twice, side by side with a GAP-pixel white band: ground
+    truth on the left, predictions on the right (`visualize.draw_ground_truth`,
+    `visualize.draw_detections`). `normalization` (a
     preprocess.PixelNormalization) undoes the pipeline's; without it the default mean and `pixel_std`.
 
     Returns uint8 [N, H, W, 3], or [N, H, 2 W + GAP, 3] with the ground truth; H, W: the canvas size
@@ -73,10 +75,16 @@ def draw_predictions(batch, detections, class_names, max_images: int, pixel_std=
             masks = np.zeros((n,) + canvas.shape[:2], np.uint8)
             masks[:, :scaled_h, :scaled_w] = visualize.paste_box_masks(
                 np.asarray(detections["detection_masks"][i][:n]), boxes, (scaled_h, scaled_w))
-        drawn = visualize.draw_detections(canvas, boxes, classes, scores, masks, class_names)
+        keypoints = None
+        if "detection_keypoints" in detections:  # original -> canvas pixels (x, y); scores as they are
+            keypoints = np.asarray(detections["detection_keypoints"][i][:n]) * np.asarray(
+                [info[2][1], info[2][0], 1.0], np.float32)
+        drawn = visualize.draw_detections(canvas, boxes, classes, scores, masks, class_names, keypoints=keypoints)
         if "gt_boxes" in batch and "gt_classes" in batch:
             truth = visualize.draw_ground_truth(canvas, batch["gt_boxes"][i], batch["gt_classes"][i],
-                                                batch["gt_masks"][i] if "gt_masks" in batch else None, class_names)
+                                                batch["gt_masks"][i] if "gt_masks" in batch else None, class_names,
+                                                gt_keypoints=batch["gt_keypoints"][i] if "gt_keypoints" in batch
+                                                else None)
             band = np.full((drawn.shape[0], GAP, 3), 255, np.uint8)
             drawn = np.concatenate([truth, band, drawn], axis=1)
         images.append(drawn)

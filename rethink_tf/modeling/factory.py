@@ -29,6 +29,7 @@ from rethink_tf.modeling.mask_rcnn import MaskRCNN
 from rethink_tf.modeling.norm import NORM_KINDS
 from rethink_tf.modeling.postprocess import build_postprocessor
 from rethink_tf.modeling.roi_heads import build_roi_heads, registered_roi_heads
+from rethink_tf.modeling.roi_heads.keypoint_branch import build_keypoint_branch
 from rethink_tf.modeling.roi_heads.mask_branch import build_mask_branch
 from rethink_tf.modeling.roi_heads.registry import roi_sampling
 from rethink_tf.modeling.rpn import build_rpn
@@ -130,6 +131,7 @@ def _validate_arguments(args):
     v.one_of(b("box_head"), args["box_head"], registered_heads("box"))
     v.one_of(b("roi_heads"), args["roi_heads"], registered_roi_heads())
     v.boolean(b("mask"), args["mask"])
+    v.boolean(b("keypoints"), args["keypoints"])
     weights = args["loss_weights"]
     if weights is not None and (not isinstance(weights, dict) or not all(
             isinstance(k, str) and validate._is_real(w) and w >= 0 for k, w in weights.items())):
@@ -144,7 +146,7 @@ def _validate_arguments(args):
 
 @gin.configurable
 def build_model(num_classes, backbone="resnet", roi_heads="standard", box_head="4conv1fc", mask=True,
-                norm="gn", backbone_norm=None, fpn_norm=None, head_norm=None,
+                keypoints=False, norm="gn", backbone_norm=None, fpn_norm=None, head_norm=None,
                 loss_weights=None, sampling_seed=None):
     """Builds a MaskRCNN (Faster R-CNN when mask=False) from its components.
 
@@ -155,6 +157,7 @@ def build_model(num_classes, backbone="resnet", roi_heads="standard", box_head="
       roi_heads: registered RoI-heads kind ("standard": one box stage; "cascade"; roi_heads/registry.py).
       box_head: registered box head ("4conv1fc", "2fc"; heads/box_head.py), one per box stage.
       mask: mask branch on (Mask R-CNN) or off (Faster R-CNN).
+      keypoints: keypoint branch on (Keypoint R-CNN, person keypoints; build_keypoint_branch.*) or off.
       norm: norm kind of every part; backbone_norm / fpn_norm / head_norm override per part (with
         norm="frozen_bn", FPN and heads default to "none").
       loss_weights: {loss key: multiplier}.
@@ -165,7 +168,7 @@ def build_model(num_classes, backbone="resnet", roi_heads="standard", box_head="
     _validate_arguments(locals())
     backbone_norm, fpn_norm, head_norm = _resolve_norms(norm, backbone_norm, fpn_norm, head_norm)
     # Creation order sets the initial weights drawn under a global seed: body, FPN, RPN head, box
-    # stage(s), mask branch (as before the components had their own configurables).
+    # stage(s), mask branch, keypoint branch (as before the components had their own configurables).
     if backbone == "resnet":
         body = build_backbone(kind="resnet", norm=backbone_norm, name="backbone")
         fpn = build_fpn(norm=fpn_norm)
@@ -184,6 +187,9 @@ def build_model(num_classes, backbone="resnet", roi_heads="standard", box_head="
     roi_heads_layer = build_roi_heads(roi_heads, num_classes, stage_kwargs, {})
     if mask:
         roi_heads_layer.add_branch("mask", build_mask_branch(num_classes, norm=head_norm, pooler_kwargs=pooler))
+    if keypoints:
+        roi_heads_layer.add_branch("keypoint", build_keypoint_branch(num_classes, head_norm=head_norm,
+                                                                     pooler_kwargs=pooler))
     return MaskRCNN(num_classes, body, fpn, rpn, roi_heads_layer, build_postprocessor(),
                     loss_weights=loss_weights, sampling_seed=sampling_seed)
 
@@ -197,7 +203,7 @@ def component_checks():
     from rethink_tf.modeling import fpn, postprocess, rpn
     from rethink_tf.modeling.backbones import builder
     from rethink_tf.modeling.heads import box_head
-    from rethink_tf.modeling.roi_heads import cascade, mask_branch, registry
+    from rethink_tf.modeling.roi_heads import cascade, keypoint_branch, mask_branch, registry
     return [("build_model", build_model, lambda a: _validate_arguments({**a, "num_classes": 1})),
             ("build_backbone", build_backbone, builder._validate),
             ("build_fpn", build_fpn, fpn.check_fpn_arguments),
@@ -208,6 +214,7 @@ def component_checks():
             ("standard_roi_heads", registry.standard_roi_heads, registry.check_standard_arguments),
             ("cascade_roi_heads", cascade.cascade_roi_heads, cascade.check_cascade_arguments),
             ("build_mask_branch", build_mask_branch, mask_branch.check_mask_branch_arguments),
+            ("build_keypoint_branch", build_keypoint_branch, keypoint_branch.check_keypoint_branch_arguments),
             ("build_postprocessor", build_postprocessor, postprocess.check_postprocessor_arguments)]
 
 

@@ -3,7 +3,8 @@
 `model(batch, training=True)` -> dict of weighted scalar float32 losses;
 `model(batch, training=False)` -> detections in original-image pixels (detection_boxes [B, D, 4],
 detection_scores [B, D], detection_classes int32 [B, D], num_detections int32 [B] and, with a mask
-branch, detection_masks float32 [B, D, 28, 28]). Every shape is static (fixed canvas), so train and
+branch, detection_masks float32 [B, D, 28, 28]; with a keypoint branch, detection_keypoints float32
+[B, D, K, 3] (x, y, logit score) in original pixels). Every shape is static (fixed canvas), so train and
 predict steps compile with jit_compile=True. `rethink_tf/modeling/README.md` describes the recipe.
 
 Entry points for other code (evaluation, export, test-time augmentation): `features`, `propose`,
@@ -22,8 +23,8 @@ from keras import ops
 from rethink_tf.ops import sampling
 
 from rethink_tf.modeling.layers import deserialize, serialize
-from rethink_tf.modeling.postprocess import DetectionPostProcessor
-from rethink_tf.modeling.roi_heads import MaskBranch  # noqa: F401  (a branch of roi_heads)
+from rethink_tf.modeling.postprocess import KEYPOINT_LOGITS, DetectionPostProcessor
+from rethink_tf.modeling.roi_heads import KeypointBranch, MaskBranch  # noqa: F401  (branches of roi_heads)
 from rethink_tf.modeling.rpn import RegionProposalNetwork  # noqa: F401  (type of rpn)
 
 
@@ -72,6 +73,10 @@ class MaskRCNN(keras.Model):
     @property
     def has_masks(self):
         return "mask" in self.roi_heads.branches
+
+    @property
+    def has_keypoints(self):
+        return "keypoint" in self.roi_heads.branches
 
     def anchors(self, image_size):
         """{level: float32 [H_l * W_l * A, 4]} for a static canvas (H, W) (RegionProposalNetwork)."""
@@ -177,4 +182,6 @@ class MaskRCNN(keras.Model):
             features, detections["detection_boxes"], detections["detection_classes"])
         if MaskBranch.output_key in extra:
             detections["detection_masks"] = extra[MaskBranch.output_key]
+        if KeypointBranch.output_key in extra:  # decoded into detection_keypoints by to_original
+            detections[KEYPOINT_LOGITS] = extra[KeypointBranch.output_key]
         return self.postprocessor.to_original(detections, image_info)

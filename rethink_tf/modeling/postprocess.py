@@ -4,12 +4,15 @@ detectron2's fast_rcnn_inference: candidates need score > score_threshold (0.05)
 IoU nms_iou (0.5, a box is dropped only at IoU > threshold), then the top detections_per_image
 (100) over all classes. `select` works in canvas pixels (the branches run on its boxes);
 `to_original` maps boxes to original-image pixels (divide by the resize scale, clip to the original
-image). Evaluation and export get detections through this one object.
+image). Evaluation and export get detections through this one object. With a keypoint branch,
+`to_original` also turns its heatmap logits (`KEYPOINT_LOGITS`, in the boxes' frames) into
+`detection_keypoints` in original pixels (rethink_tf.ops.keypoints.heatmaps_to_keypoints).
 """
 import gin
 import keras
 from keras import ops
 
+from rethink_tf.ops.keypoints import heatmaps_to_keypoints
 from rethink_tf.ops.nms import multiclass_nms
 from rethink_tf.utils import validate
 
@@ -17,6 +20,9 @@ from rethink_tf.utils import validate
 # export paste with it unless told otherwise.
 MASK_THRESHOLD = 0.5
 DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+# Keypoint heatmap logits [B, D, S, S, K] of the detections (canvas frame), replaced by `to_original`
+# with "detection_keypoints" [B, D, K, 3] (x, y, score) in original pixels.
+KEYPOINT_LOGITS = "detection_keypoint_logits"
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
@@ -51,6 +57,7 @@ class DetectionPostProcessor(keras.layers.Layer):
     def to_original(self, detections, image_info):
         """The same dict with detection_boxes in original-image pixels, clipped to the original
         image (image_info [B, 4, 2]: rows original (h, w), scaled (h, w), scale (y, x), offset);
+        KEYPOINT_LOGITS, when present, becomes detection_keypoints [B, D, K, 3] (0 in empty slots);
         other entries are passed through."""
         image_info = ops.cast(image_info, "float32")
         scale = image_info[:, 2, :]
@@ -59,7 +66,12 @@ class DetectionPostProcessor(keras.layers.Layer):
         limits = ops.concatenate([orig_hw, orig_hw], axis=-1)[:, None, :]
         boxes = ops.minimum(ops.maximum(boxes, 0.0), limits)
         valid = self._valid(detections["num_detections"])
-        return {**detections, "detection_boxes": ops.where(valid[:, :, None], boxes, 0.0)}
+        out = {**detections, "detection_boxes": ops.where(valid[:, :, None], boxes, 0.0)}
+        if KEYPOINT_LOGITS in out:
+            # Decoded in the original image's pixels, as Detectron resizes the heatmap to the box there.
+            keypoints = heatmaps_to_keypoints(out.pop(KEYPOINT_LOGITS), out["detection_boxes"])
+            out["detection_keypoints"] = ops.where(valid[:, :, None, None], keypoints, 0.0)
+        return out
 
     def _valid(self, num):
         return ops.arange(self.detections_per_image)[None, :] < ops.cast(num, "int32")[:, None]

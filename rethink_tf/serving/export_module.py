@@ -36,6 +36,9 @@ and when the model has a mask head:
 - `detection_box_masks`: float32 [B, D, M, M] (M = 28), the mask probabilities in each detection
   box's frame: what a client needs to paste masks itself (bilinear resize of mask i onto the box
   `detection_boxes[b, i]`, then threshold), e.g. with `rethink_tf.ops.masks.paste_masks`.
+and when the model has a keypoint branch (`build_model.keypoints = True`):
+- `detection_keypoints`: float32 [B, D, K, 3] (K = 17 for COCO persons), (x, y, score) per keypoint,
+  x / y in original image pixels, score the heatmap logit at the keypoint; empty slots 0.
 
 Images in a batch are preprocessed one by one (tf.map_fn), so their sizes may differ; the model runs
 on one image at a time, on the canvas of the image's orientation as in evaluation (landscape, h <= w:
@@ -235,6 +238,8 @@ class DetectionExportModule(tf.Module):
     def _output_names(self):
         names = {"detection_boxes", "detection_scores", "detection_classes", "num_detections",
                  "image_shape"}
+        if "detection_keypoints" in self._output_spec:
+            names.add("detection_keypoints")
         if "detection_masks" in self._output_spec:
             names.add("detection_box_masks")
             if self._paste_masks:
@@ -352,6 +357,8 @@ class DetectionExportModule(tf.Module):
             "num_detections": num,
             "image_shape": tf.cast(tf.round(image_info[:, 0, :]), tf.int32),
         }
+        if "detection_keypoints" in outputs:
+            result["detection_keypoints"] = outputs["detection_keypoints"] * validf[..., None, None]
         if "detection_masks" in outputs:
             box_masks = outputs["detection_masks"] * validf[..., None, None]
             result["detection_box_masks"] = box_masks

@@ -102,6 +102,9 @@ def model_builder(source, backbone_weights: str | None = None, report_dir: str |
     def build():
         kwargs = {} if source.has_masks else {"mask": False}
         model = build_model(num_classes=len(source.categories), **kwargs)
+        if model.has_keypoints and not getattr(source, "has_keypoints", False):
+            raise validate.ConfigError(f"build_model.keypoints = True but the training source {source.name} has "
+                                       "no keypoints (use a person_keypoints_*.json annotation file)")
         if backbone_weights:
             from rethink_tf.modeling import weights
 
@@ -132,6 +135,15 @@ def model_has_masks(source) -> bool:
         return True
 
 
+def model_has_keypoints(source) -> bool:
+    if not getattr(source, "has_keypoints", False):
+        return False
+    try:
+        return bool(gin.query_parameter("build_model.keypoints"))
+    except ValueError:
+        return False
+
+
 def eval_dataset(source, eval_batch_size: int):
     from rethink_tf.data.input_pipeline import build_dataset
 
@@ -140,9 +152,11 @@ def eval_dataset(source, eval_batch_size: int):
 
 
 def coco_metrics(source) -> coco_evaluator.CocoEvaluator:
-    """The COCO evaluator of `source` (bbox, and segm when the model has masks)."""
+    """The COCO evaluator of `source` (bbox; segm when the model has masks; keypoints when it has the
+    keypoint branch and the source has keypoints)."""
     return coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
-                                        include_masks=model_has_masks(source))
+                                        include_masks=model_has_masks(source),
+                                        include_keypoints=model_has_keypoints(source))
 
 
 EVALUATION_METRICS = ("coco", "voc")

@@ -48,7 +48,8 @@ MODEL_CONFIGURABLES = {
     "conv_fc_box_head": ("name", "norm", "default_fc_dim"), "fc_box_head": ("name", "norm", "default_fc_dim"),
     "roi_sampling": (), "standard_roi_heads": ("num_classes", "stage_kwargs", "branches"),
     "cascade_roi_heads": ("num_classes", "stage_kwargs", "branches"),
-    "build_mask_branch": ("num_classes", "norm", "pooler_kwargs"), "build_postprocessor": (),
+    "build_mask_branch": ("num_classes", "norm", "pooler_kwargs"),
+    "build_keypoint_branch": ("num_classes", "head_norm", "pooler_kwargs"), "build_postprocessor": (),
     "build_norm": ("kind", "name", "zero_init")}
 # Resolved inference settings read from the built MaskRCNN (attribute -> how to read it).
 _MODEL_ATTRIBUTES = {
@@ -115,7 +116,7 @@ def describe(model, category_ids) -> dict:
     from rethink_tf.serving.model_dir import inference_config
 
     fields = {}
-    explicit = {"num_classes": model.num_classes, "mask": model.has_masks}
+    explicit = {"num_classes": model.num_classes, "mask": model.has_masks, "keypoints": model.has_keypoints}
     for name, skip in MODEL_CONFIGURABLES.items():
         args = configurable_arguments(name, skip, **(explicit if name == "build_model" else {}))
         fields.update({f"{name}.{k}": v for k, v in args.items()})

@@ -1,4 +1,4 @@
-"""Draws detections (boxes, instance masks, class names, scores) on uint8 RGB images.
+"""Draws detections (boxes, instance masks, class names, scores, keypoint skeletons) on uint8 RGB images.
 
 The one drawing module of the package: `rethink_tf.predict` (PNGs), `rethink_tf.Detector.draw` and the
 trainer's TensorBoard images all come through `draw_detections`. Pure numpy + PIL, no TensorFlow.
@@ -33,6 +33,12 @@ PIXEL_STD = (58.395, 57.12, 57.375)
 SCORE_THRESHOLD = 0.5
 # Images whose shorter side is below this many pixels are upscaled to it for drawing.
 DRAW_MIN_SIDE = 512
+# Keypoints with a score (heatmap logit) above this are drawn (Detectron's vis kp_thresh).
+KEYPOINT_THRESHOLD = 2.0
+# COCO's person skeleton (person_keypoints json "skeleton", made 0-based): nose, eyes, ears, shoulders,
+# elbows, wrists, hips, knees, ankles.
+COCO_SKELETON = ((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+                 (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
 
 
 def color_for_class(class_id: int) -> tuple[int, int, int]:
@@ -199,7 +205,10 @@ def draw_detections(image: np.ndarray,
                     mask_alpha: float = 0.45,
                     line_width: int | None = None,
                     font_size: int | None = None,
-                    min_side: int | None = DRAW_MIN_SIDE) -> np.ndarray:
+                    min_side: int | None = DRAW_MIN_SIDE,
+                    keypoints: np.ndarray | None = None,
+                    keypoint_threshold: float = KEYPOINT_THRESHOLD,
+                    skeleton: Sequence[tuple[int, int]] = COCO_SKELETON) -> np.ndarray:
     """Returns a copy of `image` with the detections drawn on it (enlarged if it is small).
 
     Args:
@@ -216,6 +225,10 @@ def draw_detections(image: np.ndarray,
             (2 px and 15 px at 512 px).
         min_side: images with a shorter side below it are enlarged to it first (bilinear), boxes and
             masks with them; None draws at the input size.
+        keypoints: float [N, K, 3] (x, y, score) in this image's pixels, or None: each detection's
+            points with score > keypoint_threshold are drawn as dots, joined by the `skeleton` edges
+            (pairs of 0-based keypoint indices; COCO's person skeleton by default).
+        keypoint_threshold: minimum keypoint score drawn (2.0: Detectron's heatmap-logit threshold).
 
     Returns:
         uint8 [H, W, 3] with (H, W) = round((h, w) * drawing_scale((h, w), min_side)).
@@ -235,6 +248,10 @@ def draw_detections(image: np.ndarray,
         masks = np.asarray(masks)
         if masks.shape != (num, height, width):
             raise ValueError(f"masks must be [N, h, w] = {(num, height, width)}, got {masks.shape}")
+    if keypoints is not None:
+        keypoints = np.asarray(keypoints, np.float32)
+        if keypoints.ndim != 3 or keypoints.shape[0] != num or keypoints.shape[2] != 3:
+            raise ValueError(f"keypoints must be [N, K, 3] with N = {num}, got {keypoints.shape}")
     class_names = class_names or {}
 
     keep = classes > 0
@@ -272,6 +289,10 @@ def draw_detections(image: np.ndarray,
     for i, (x0, y0, x1, y1) in zip(order, xyxy.tolist()):
         draw.rectangle([x0, y0, max(x1, x0), max(y1, y0)], outline=color_for_class(classes[i]),
                        width=line_width)
+    if keypoints is not None:
+        for i in order:
+            _draw_skeleton(draw, keypoints[i] * np.asarray([sx, sy, 1.0], np.float32), keypoint_threshold,
+                           skeleton, color_for_class(classes[i]), line_width)
 
     labels, sizes, offsets = [], [], []
     pad = max(1, line_width)
@@ -300,12 +321,26 @@ def draw_detections(image: np.ndarray,
     return np.asarray(pil)
 
 
+def _draw_skeleton(draw, points, threshold, skeleton, color, line_width):
+    """points [K, 3] (x, y, score) in picture pixels: edges between shown points, then the points."""
+    shown = points[:, 2] > threshold
+    bright = tuple(int(round(0.5 * c + 127.5)) for c in color)  # lighter than the box: visible on it
+    for a, b in skeleton:
+        if a < len(points) and b < len(points) and shown[a] and shown[b]:
+            draw.line([tuple(points[a, :2].tolist()), tuple(points[b, :2].tolist())], fill=bright,
+                      width=max(1, line_width))
+    radius = max(1.5, 1.5 * line_width)
+    for x, y in points[shown, :2].tolist():
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=bright, outline=color)
+
+
 def draw_ground_truth(image: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray,
                       gt_masks: np.ndarray | None = None,
                       class_names: Mapping[int, str] | None = None,
                       mask_threshold: float = 0.5,
                       *,
-                      min_side: int | None = DRAW_MIN_SIDE) -> np.ndarray:
+                      min_side: int | None = DRAW_MIN_SIDE,
+                      gt_keypoints: np.ndarray | None = None) -> np.ndarray:
     """Draws one image of an input-pipeline batch (for the trainer's TensorBoard images).
 
     Args:
@@ -314,6 +349,8 @@ def draw_ground_truth(image: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.nd
         gt_masks: [M, S, S] box-cropped masks in {0, 1} (the pipeline's `gt_masks`), or None.
         class_names: {label: name}, e.g. `class_names_by_id(source.categories, key="label")`.
         min_side: as in `draw_detections` (the picture has the size `draw_detections` gives).
+        gt_keypoints: [M, K, 3] (x, y, v) canvas pixels (the pipeline's `gt_keypoints`), or None:
+            labeled points (v > 0) are drawn with the skeleton.
     """
     gt_classes = np.asarray(gt_classes).reshape(-1)
     valid = gt_classes > 0
@@ -322,5 +359,9 @@ def draw_ground_truth(image: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.nd
     if gt_masks is not None:
         masks = paste_box_masks(np.asarray(gt_masks)[valid], boxes, np.asarray(image).shape[:2],
                                 threshold=mask_threshold)
+    keypoints = None
+    if gt_keypoints is not None:
+        keypoints = np.asarray(gt_keypoints, np.float32)[valid].copy()
+        keypoints[..., 2] = np.where(keypoints[..., 2] > 0, np.inf, -np.inf)
     return draw_detections(image, boxes, gt_classes[valid], None, masks, class_names,
-                           min_side=min_side)
+                           min_side=min_side, keypoints=keypoints)

@@ -9,7 +9,8 @@ from rethink_tf.modeling.factory import build_model_from_bindings
 TINY = {
     "build_backbone.base_width": 8, "build_backbone.blocks_per_stage": (1, 1, 1, 1), "build_fpn.num_channels": 16,
     "conv_fc_box_head.num_convs": 2, "conv_fc_box_head.conv_dim": 8, "conv_fc_box_head.fc_dim": 32,
-    "build_mask_branch.num_convs": 2, "build_mask_branch.conv_dim": 8, "build_rpn.pre_nms_topk_train": 200,
+    "build_mask_branch.num_convs": 2, "build_mask_branch.conv_dim": 8,
+    "build_keypoint_branch.num_convs": 2, "build_keypoint_branch.conv_dim": 8, "build_rpn.pre_nms_topk_train": 200,
     "build_rpn.post_nms_topk_train": 100, "build_rpn.pre_nms_topk_test": 100, "build_rpn.post_nms_topk_test": 50,
     "roi_sampling.batch_size_per_image": 64, "build_postprocessor.detections_per_image": 20,
 }
@@ -21,8 +22,9 @@ def tiny_model(num_classes=3, bindings=None, **model_kwargs):
     return build_model_from_bindings(num_classes, {**TINY, **(bindings or {})}, **model_kwargs)
 
 
-def synthetic_batch(batch_size=2, size=64, num_classes=3, seed=0):
-    """A batch as the input pipeline makes it (rethink_tf/modeling/README.md): 2 real instances per image, 2 padding rows, one crowd row."""
+def synthetic_batch(batch_size=2, size=64, num_classes=3, seed=0, keypoints=False):
+    """A batch as the input pipeline makes it (rethink_tf/modeling/README.md): 2 real instances per image, 2 padding rows, one crowd row.
+    keypoints: also gt_keypoints [B, 4, 17, 3], labeled points inside each box (a third unlabeled)."""
     rng = np.random.default_rng(seed)
     boxes = np.array([[4, 4, 30, 40], [10, 20, 40, 60], [20, 5, 44, 30], [0, 0, 0, 0]], "float32")
     classes = np.array([1, num_classes, 2, -1], "int32")
@@ -36,7 +38,16 @@ def synthetic_batch(batch_size=2, size=64, num_classes=3, seed=0):
         "gt_classes": np.tile(classes, (batch_size, 1)),
         "gt_is_crowd": np.tile(crowd, (batch_size, 1)),
         "gt_masks": (rng.uniform(size=(batch_size, 4, 16, 16)) > 0.5).astype("uint8"),
+        **({"gt_keypoints": _keypoints_in(boxes, batch_size, rng)} if keypoints else {}),
     }
+
+
+def _keypoints_in(boxes, batch_size, rng):
+    u = rng.uniform(size=(batch_size, len(boxes), 17, 2))
+    x = boxes[None, :, None, 1] + u[..., 0] * (boxes[None, :, None, 3] - boxes[None, :, None, 1])
+    y = boxes[None, :, None, 0] + u[..., 1] * (boxes[None, :, None, 2] - boxes[None, :, None, 0])
+    v = np.where(rng.uniform(size=x.shape) < 0.33, 0.0, 2.0)
+    return np.stack([np.where(v > 0, x, 0), np.where(v > 0, y, 0), v], -1).astype("float32")
 
 
 def train_step_fn(model, batch, base_lr=0.02, jit_compile=False, seed=None):

@@ -16,7 +16,8 @@ from rethink_tf.training import config
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted((REPO / "gin_configs").glob("*.gin"))
 # Small CPU jobs, not rows of the paper.
-CPU_CONFIGS = {"quickstart.gin", "coco128_overfit.gin", "finetune_synthetic_cpu.gin", "scratch_synthetic_cpu.gin"}
+CPU_CONFIGS = {"quickstart.gin", "coco128_overfit.gin", "finetune_synthetic_cpu.gin", "scratch_synthetic_cpu.gin",
+               "keypoints_coco_mini_cpu.gin", "keypoints_coco_mini_overfit.gin"}
 
 # Written from the paper: section 4 (batch 16, LR 0.02 with linear warmup, weight decay 1e-4, momentum
 # 0.9, N x 90k iterations with x0.1 cuts 60k and 20k before the end, shorter side 800, horizontal flip
@@ -28,7 +29,7 @@ COMMON = dict(
     global_batch_size=16, base_lr=0.02, decay_factor=0.1, warmup_steps=500, warmup_factor=1 / 3,
     eval_short_side=800, max_size=1333, short_side_step=32, flip_prob=0.5, divide_by_std=False,
     backbone="resnet", depth=50, groups=1, width_per_group=None, norm="gn", gn_groups=32, box_head="4conv1fc",
-    mask=True, roi_heads="standard", init_checkpoint=False,
+    mask=True, keypoints=False, roi_heads="standard", init_checkpoint=False,
     weight_decay=1e-4, momentum=0.9, bias_lr_factor=2.0, bias_weight_decay=False, metric="coco")
 PAPER_ROWS = {
     "scratch_6x.gin": dict(
@@ -71,6 +72,20 @@ PAPER_ROWS = {
         header=("PASCAL VOC", "random init", "144k iterations", "77.6 mAP", "VOC2012 val"),
         depth=101, mask=False, metric="voc", total_steps=144_000, boundaries=(84_000, 124_000),
         train_short_side=(640, 800), freeze_at=0, pretrained=False),
+    # Figure 6: Keypoint R-CNN (no mask head) on COCO person keypoints, 2x and 3x; training scales
+    # 640..800 as Detectron's keypoint configs.
+    "keypoint_scratch_2x.gin": dict(
+        header=("Figure 6", "keypoint", "random init, 2x", "65.6 keypoint AP"), mask=False, keypoints=True,
+        total_steps=180_000, boundaries=(120_000, 160_000), train_short_side=(640, 800),
+        freeze_at=0, pretrained=False),
+    "keypoint_scratch_3x.gin": dict(
+        header=("Figure 6", "keypoint", "random init, 3x"), mask=False, keypoints=True,
+        total_steps=270_000, boundaries=(210_000, 250_000), train_short_side=(640, 800),
+        freeze_at=0, pretrained=False),
+    "keypoint_pretrain_2x.gin": dict(
+        header=("Figure 6", "keypoint", "w/ ImageNet pre-training, 2x", "65.5 keypoint AP"), mask=False,
+        keypoints=True, total_steps=180_000, boundaries=(120_000, 160_000), train_short_side=(640, 800),
+        freeze_at=2, pretrained=True),
 }
 
 
@@ -115,7 +130,7 @@ def _recipe(path):
             momentum=_operative(optimizer.build_optimizer, "momentum"))
         for param in ("short_side_step", "max_size", "flip_prob", "divide_by_std"):
             recipe[param] = _operative(build_dataset, param, "train")
-        for param in ("backbone", "norm", "box_head", "mask", "roi_heads"):
+        for param in ("backbone", "norm", "box_head", "mask", "keypoints", "roi_heads"):
             recipe[param] = _operative(build_model, param)
         for param in ("depth", "groups", "width_per_group", "freeze_at"):
             recipe[param] = _operative(build_backbone, param)

@@ -1,4 +1,4 @@
-"""`StandardRoIHeads`: the box stage(s) and the branches (mask now) of a two-stage detector.
+"""`StandardRoIHeads`: the box stage(s) and the branches (mask, keypoint) of a two-stage detector.
 
 Modelled on detectron2's StandardROIHeads: training samples RoIs among the proposals (GT boxes
 appended), runs the box stage on them and each branch on the stage's foreground RoIs; inference
@@ -27,7 +27,7 @@ class StandardRoIHeads(keras.layers.Layer):
     Args:
       num_classes: K.
       box_stages: list of RoIBoxStage (StandardRoIHeads uses exactly one).
-      branches: dict {name: branch} (e.g. {"mask": MaskBranch}); a branch has
+      branches: dict {name: branch} (e.g. {"mask": MaskBranch, "keypoint": KeypointBranch}); a branch has
         `build_networks(channels, batch_size, dtype)`, `losses(features, sampled, targets, training)`
         -> dict and `predict(features, boxes, classes, training)` -> dict.
     """
@@ -49,6 +49,8 @@ class StandardRoIHeads(keras.layers.Layer):
         last = self.box_stages[-1]
         if getattr(branch, "max_fg", 0) is None:  # every foreground RoI of the sampler
             branch.max_fg = int(math.ceil(last.num_samples * last.fg_fraction))
+        if getattr(branch, "loss_normalizer", 0) is None:  # fg RoIs per image the sampler aims at
+            branch.loss_normalizer = float(last.num_samples * last.fg_fraction)
         self.branches[name] = branch
 
     def get_config(self):
