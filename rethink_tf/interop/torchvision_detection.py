@@ -16,15 +16,73 @@ features flattened (C, H, W); rethink_tf flattens (H, W, C): its rows are reorde
 rows are dropped, the rest permuted), the mask head `roi_heads.mask_head.{0..3}.0` (3x3 convs with a
 bias, no norm), `roi_heads.mask_predictor.conv5_mask` (ConvTranspose2d [in, out, 2, 2]) and
 `mask_fcn_logits` (class 0 dropped: rethink_tf's mask logits have K channels).
-torchvision's inference conventions (anchor rounding, per-level proposal NMS, small-box filter, RoIAlign
-aligned=False, mask paste) are not reproduced by rethink_tf: weights imported here give the same
-features, RPN outputs and head outputs, not yet the same detections.
+
+torchvision's inference conventions are gin switches of rethink_tf's components (defaults: Detectron's);
+`DETECTOR_BINDINGS` (= gin_configs/interop/torchvision_maskrcnn_r50_fpn.gin) sets them all, with frozen BN,
+the 2fc box head and torchvision's normalization (`INPUT_BINDINGS`). The differences it covers:
+- anchors: torchvision centres them on cell corners (i * stride, not (i + 0.5) * stride), rounds the
+  zero-centred base anchors to whole pixels and takes each level's stride as canvas // grid size (P6 of
+  an 800-px side: 61, not 64) (build_rpn.anchor_offset = 0.0, round_anchors = True,
+  anchor_stride_from_grid = True);
+- RPN: no straddle filter (straddle_thresh = -1); NMS and the final top-k rank sigmoid(logit), kept
+  when >= 0.0, sides >= 1e-3 px (proposal_score, proposal_score_threshold, min_size); 2000 proposals
+  per image in training (post_nms_topk_train). Per-level top-k and per-level NMS are the same in both;
+- RoIAlign: MultiScaleRoIAlign adds its eps 1e-6 after the log2 of the level mapping (Detectron: 1e-8
+  inside it), roi_pooler.level_mapping = "torchvision"; aligned=False, sampling ratio 2, levels 2..5
+  and canonical 224 / 4 are the same;
+- box decoding (clamp of dh / dw at log(1000 / 16), clip to the image) and score > 0.05, per-class NMS
+  0.5, top 100 are the same; torchvision also drops boxes with a side < 1e-2 px
+  (build_postprocessor.min_box_size = 0.01);
+- RoI sampling: no crowd filter (roi_sampling.crowd_filter_thresh = None);
+- masks: torchvision pastes them its own way (build_postprocessor.mask_paste = "torchvision",
+  rethink_tf.ops.masks.paste_masks_torchvision): a 1-px zero border, the box grown by 30 / 28 and
+  truncated to integers, a bilinear resize to the integer box; its pasted masks are probabilities.
+tests/interop/test_torchvision_detector_e2e.py measures what remains (float round-off, NMS ties).
+Class layout: torchvision's 91 slots (0 background, 1..90 = COCO category ids, 10 of them unused "N/A")
+are kept whole (90 foreground classes, label = COCO id), so softmax scores equal torchvision's.
 """
 import numpy as np
 
 from rethink_tf.interop.mapping import assign_conv
 from rethink_tf.interop.resnet_maps import map_resnet
 from rethink_tf.interop.torchvision import TorchvisionNames
+
+DETECTOR_BINDINGS = {
+    "build_model.backbone": "resnet", "build_model.norm": "frozen_bn", "build_model.backbone_norm": "frozen_bn",
+    "build_model.fpn_norm": "none", "build_model.head_norm": "none", "build_model.box_head": "2fc",
+    "build_model.mask": True,
+    "build_backbone.depth": 50, "build_backbone.stride_in_1x1": False, "build_backbone.conv_bias": False,
+    "build_backbone.freeze_at": 2, "build_fpn.num_channels": 256, "fc_box_head.fc_dim": 1024,
+    "build_rpn.anchor_offset": 0.0, "build_rpn.round_anchors": True, "build_rpn.anchor_stride_from_grid": True,
+    "build_rpn.straddle_thresh": -1.0,
+    "build_rpn.proposal_score": "sigmoid", "build_rpn.proposal_score_threshold": 0.0, "build_rpn.min_size": 0.001,
+    "build_rpn.pre_nms_topk_train": 2000, "build_rpn.post_nms_topk_train": 2000,
+    "build_rpn.pre_nms_topk_test": 1000, "build_rpn.post_nms_topk_test": 1000, "build_rpn.nms_iou": 0.7,
+    "roi_pooler.level_mapping": "torchvision", "roi_pooler.sampling_ratio": 2,
+    "roi_sampling.crowd_filter_thresh": None, "standard_roi_heads.box_coder_weights": (10.0, 10.0, 5.0, 5.0),
+    "build_postprocessor.score_threshold": 0.05, "build_postprocessor.nms_iou": 0.5,
+    "build_postprocessor.detections_per_image": 100, "build_postprocessor.min_box_size": 0.01,
+    "build_postprocessor.mask_paste": "torchvision",
+}
+INPUT_BINDINGS = {
+    "input_normalization.channel_order": "rgb", "input_normalization.pixel_mean": (123.675, 116.28, 103.53),
+    "input_normalization.pixel_std": (58.395, 57.12, 57.375), "build_dataset.divide_by_std": True,
+}
+NUM_CLASSES = 90  # torchvision's 91 COCO slots without the background
+
+
+def model_bindings(arch):
+    """DETECTOR_BINDINGS for "maskrcnn_resnet50_fpn" or "fasterrcnn_resnet50_fpn" (no mask branch)."""
+    if arch not in ("maskrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn"):
+        raise ValueError(f"torchvision detector arch must be maskrcnn_resnet50_fpn or fasterrcnn_resnet50_fpn, "
+                         f"got {arch!r}")
+    return {**DETECTOR_BINDINGS, "build_model.mask": arch.startswith("maskrcnn")}
+
+
+def gin_text(bindings):
+    """Gin lines `name = value` for a bindings dict."""
+    return "".join(f"{k} = {v!r}\n" for k, v in bindings.items())
+
 
 _XY_TO_YX = np.array([1, 0, 3, 2])  # (dx, dy, dw, dh) -> (dy, dx, dh, dw)
 
