@@ -69,6 +69,21 @@ INPUT_BINDINGS = {
     "input_normalization.pixel_std": (58.395, 57.12, 57.375), "build_dataset.divide_by_std": True,
 }
 NUM_CLASSES = 90  # torchvision's 91 COCO slots without the background
+# COCO's 80 category names by id; torchvision's slots 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are "N/A".
+COCO_NAMES = {i + 1: n for i, n in enumerate((
+    "person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,,stop sign,"
+    "parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe,,backpack,umbrella,,,"
+    "handbag,tie,suitcase,frisbee,skis,snowboard,sports ball,kite,baseball bat,baseball glove,skateboard,"
+    "surfboard,tennis racket,bottle,,wine glass,cup,fork,knife,spoon,bowl,banana,apple,sandwich,orange,"
+    "broccoli,carrot,hot dog,pizza,donut,cake,chair,couch,potted plant,bed,,dining table,,,toilet,,tv,"
+    "laptop,mouse,remote,keyboard,cell phone,microwave,oven,toaster,sink,refrigerator,,book,clock,vase,"
+    "scissors,teddy bear,hair drier,toothbrush").split(",")) if n}
+
+
+def label_map():
+    """Labels 1..90 of an imported torchvision COCO detector: label l = torchvision slot l = COCO category
+    id l; the 10 ids COCO never used are named "N/A" (as torchvision names them)."""
+    return [{"id": i, "name": COCO_NAMES.get(i, "N/A")} for i in range(1, NUM_CLASSES + 1)]
 
 
 def model_bindings(arch):
