@@ -84,14 +84,3 @@ def test_without_the_torchvision_switches_detections_differ():
     with pytest.raises(AssertionError, match="partner|reference rows"):
         run_comparison(tv, model)
 
-
-def test_gin_file_holds_the_detector_bindings():
-    import ast
-    import pathlib
-    path = pathlib.Path(__file__).resolve().parents[2] / "gin_configs" / "interop" / "torchvision_maskrcnn_r50_fpn.gin"
-    parsed = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            parsed[key.strip()] = ast.literal_eval(value.strip())
-    assert parsed == {**torchvision_detection.DETECTOR_BINDINGS, **torchvision_detection.INPUT_BINDINGS}
