@@ -29,7 +29,8 @@ def encode_mask(mask: np.ndarray) -> dict:
 
 
 def detections_to_results(detections: dict, image_ids, image_info, label_to_category_id,
-                          include_masks: bool, mask_threshold: float = 0.5) -> list[dict]:
+                          include_masks: bool, mask_threshold: float = 0.5,
+                          mask_paste: str = "detectron") -> list[dict]:
     """Converts one batch of model detections to COCO result dicts.
 
     Args:
@@ -40,10 +41,13 @@ def detections_to_results(detections: dict, image_ids, image_info, label_to_cate
       image_info: float [B, 4, 2]; row 0 is the original (h, w).
       label_to_category_id: int array [K + 1] (entry 0 unused) mapping labels to category ids.
       include_masks: also emit `segmentation` RLEs (masks pasted at `mask_threshold`).
+      mask_paste: the model's paste convention ("detectron" / "torchvision"; build_postprocessor.mask_paste).
     Returns:
       list of {"image_id", "category_id", "bbox", "score"[, "segmentation"]}.
     """
-    from rethink_tf.ops.masks import paste_masks  # ops is heavy only at import of TF; numpy here
+    from rethink_tf.ops.masks import paste_function  # ops is heavy only at import of TF; numpy here
+
+    paste_masks = paste_function(mask_paste)
 
     lookup = np.asarray(label_to_category_id, np.int64)
     results = []
@@ -133,10 +137,13 @@ class CocoEvaluator:
       coco_gt: the source's `coco_gt()` (original coordinates, original category ids).
       label_to_category_id: int array [K + 1] (the source's `label_to_category_id_array`).
       include_masks: evaluate masks (segm) too.
+      mask_threshold, mask_paste: how masks are pasted (rethink_tf.ops.masks.paste_function).
     """
 
-    def __init__(self, coco_gt: COCO, label_to_category_id, include_masks: bool, mask_threshold: float = 0.5):
+    def __init__(self, coco_gt: COCO, label_to_category_id, include_masks: bool, mask_threshold: float = 0.5,
+                 mask_paste: str = "detectron"):
         self.coco_gt = coco_gt
+        self.mask_paste = mask_paste
         self.label_to_category_id = np.asarray(label_to_category_id, np.int64)
         self.include_masks = include_masks
         self.mask_threshold = mask_threshold
@@ -152,7 +159,7 @@ class CocoEvaluator:
         image_ids = np.asarray(image_ids).reshape(-1)
         self.image_ids.update(int(i) for i in image_ids if i >= 0)
         self.results += detections_to_results(detections, image_ids, image_info, self.label_to_category_id,
-                                              self.include_masks, self.mask_threshold)
+                                              self.include_masks, self.mask_threshold, self.mask_paste)
 
     def write_results(self, path: str):
         """Writes the COCO results json (a list of result dicts) to `path`."""

@@ -43,7 +43,7 @@ are kept whole (90 foreground classes, label = COCO id), so softmax scores equal
 """
 import numpy as np
 
-from rethink_tf.interop.mapping import assign_conv
+from rethink_tf.interop.mapping import assign_conv, assign_norm
 from rethink_tf.interop.resnet_maps import map_resnet
 from rethink_tf.interop.torchvision import TorchvisionNames
 
@@ -92,6 +92,17 @@ def model_bindings(arch):
         raise ValueError(f"torchvision detector arch must be maskrcnn_resnet50_fpn or fasterrcnn_resnet50_fpn, "
                          f"got {arch!r}")
     return {**DETECTOR_BINDINGS, "build_model.mask": arch.startswith("maskrcnn")}
+
+
+# The paper's GN Mask R-CNN as torchvision builds it from its components (resnet50 with GroupNorm(32),
+# FPN with GroupNorm, RPNHead(conv_depth=1), FastRCNNConvFCHead 4conv1fc and MaskRCNNHeads with GroupNorm):
+# rethink_tf's default GN model with torchvision's inference conventions.
+GN_DETECTOR_BINDINGS = {
+    **{k: v for k, v in DETECTOR_BINDINGS.items() if not k.startswith(("build_model.", "fc_box_head."))},
+    "build_model.backbone": "resnet", "build_model.norm": "gn", "build_model.box_head": "4conv1fc",
+    "build_model.mask": True, "conv_fc_box_head.num_convs": 4, "conv_fc_box_head.conv_dim": 256,
+    "conv_fc_box_head.fc_dim": 1024,
+}
 
 
 def gin_text(bindings):
@@ -147,7 +158,11 @@ def map_box_head(mapper, head, predictor, prefix="roi_heads."):
     mapper.assign(fc6.bias, f"{prefix}box_head.fc6.bias")
     mapper.assign(fc7.kernel, f"{prefix}box_head.fc7.weight", np.transpose)
     mapper.assign(fc7.bias, f"{prefix}box_head.fc7.bias")
-    p = f"{prefix}box_predictor."
+    _map_box_predictor(mapper, predictor, f"{prefix}box_predictor.")
+
+
+def _map_box_predictor(mapper, predictor, p):
+    """BoxPredictor <- FastRCNNPredictor `p` (class 0's box rows dropped, (dy, dx, dh, dw) order)."""
     mapper.assign(predictor.cls.kernel, p + "cls_score.weight", np.transpose)
     mapper.assign(predictor.cls.bias, p + "cls_score.bias")
     mapper.assign(predictor.box.kernel, p + "bbox_pred.weight",
@@ -159,7 +174,11 @@ def map_mask_head(mapper, head, prefix="roi_heads."):
     """rethink_tf MaskHead (no norm) <- torchvision MaskRCNNHeads + MaskRCNNPredictor."""
     for i, conv in enumerate(head.convs):
         assign_conv(mapper, conv.conv, f"{prefix}mask_head.{i}.0.weight", f"{prefix}mask_head.{i}.0.bias")
-    p = f"{prefix}mask_predictor."
+    _map_mask_predictor(mapper, head, f"{prefix}mask_predictor.")
+
+
+def _map_mask_predictor(mapper, head, p):
+    """MaskHead's deconv and predictor <- MaskRCNNPredictor `p` (class 0 dropped)."""
     # ConvTranspose2d weight [in, out, kh, kw] -> Keras Conv2DTranspose kernel [kh, kw, out, in].
     mapper.assign(head.deconv.kernel, p + "conv5_mask.weight", lambda w: np.transpose(w, (2, 3, 1, 0)))
     mapper.assign(head.deconv.bias, p + "conv5_mask.bias")
@@ -182,3 +201,39 @@ def map_dense(mapper, backbone, fpn, rpn_head):
     map_resnet(mapper, backbone, TorchvisionNames(prefix="backbone.body."))
     map_fpn(mapper, fpn)
     map_rpn_head(mapper, rpn_head)
+
+
+class _GroupNormNames(TorchvisionNames):
+    """torchvision ResNet names for a body built with GroupNorm (no running statistics)."""
+
+    def norm(self, position):
+        names = super().norm(position)
+        return {"scale": names["scale"], "shift": names["shift"]}
+
+
+def _conv_gn(mapper, conv_norm, prefix):
+    """A ConvNorm with GroupNorm <- torchvision Conv2dNormActivation `prefix`.0 (conv, no bias) / .1 (GN)."""
+    assign_conv(mapper, conv_norm.conv, f"{prefix}.0.weight")
+    assign_norm(mapper, conv_norm.norm, f"{prefix}.1.weight", f"{prefix}.1.bias")
+
+
+def map_gn_detector(mapper, model):
+    """Every variable of rethink_tf's GN MaskRCNN (GN_DETECTOR_BINDINGS) <- a torchvision MaskRCNN built with
+    GroupNorm components (see GN_DETECTOR_BINDINGS); FastRCNNConvFCHead's Linear is `box_head.5` (index 4
+    is its Flatten)."""
+    map_resnet(mapper, model.backbone, _GroupNormNames(prefix="backbone.body."))
+    for i, level in enumerate(model.fpn.levels):
+        _conv_gn(mapper, model.fpn.lateral[level], f"backbone.fpn.inner_blocks.{i}")
+        _conv_gn(mapper, model.fpn.output_convs[level], f"backbone.fpn.layer_blocks.{i}")
+    map_rpn_head(mapper, model.rpn.head)
+    stage = model.roi_heads.box_stage
+    for i, conv in enumerate(stage.head.convs):
+        _conv_gn(mapper, conv, f"roi_heads.box_head.{i}")
+    fc = stage.head.fcs[0]
+    mapper.assign(fc.kernel, f"roi_heads.box_head.{len(stage.head.convs) + 1}.weight", _fc6_kernel)
+    mapper.assign(fc.bias, f"roi_heads.box_head.{len(stage.head.convs) + 1}.bias")
+    _map_box_predictor(mapper, stage.predictor, "roi_heads.box_predictor.")
+    mask_head = model.roi_heads.branches["mask"].head
+    for i, conv in enumerate(mask_head.convs):
+        _conv_gn(mapper, conv, f"roi_heads.mask_head.{i}")
+    _map_mask_predictor(mapper, mask_head, "roi_heads.mask_predictor.")

@@ -158,3 +158,51 @@ def paste_masks_torchvision(masks, boxes, image_hw, threshold=None, padding=1):
     if threshold is None:
         return out
     return (out >= threshold).astype(np.uint8)
+
+
+def paste_masks_torchvision_tf(masks, boxes, image_hw, threshold=0.5, padding=1):
+    """TF version of `paste_masks_torchvision` for serving: masks [D, m, m], boxes [D, 4] yxyx,
+    image_hw (h, w) ints or scalar int tensors -> uint8 [D, h, w] (probability >= threshold), or
+    float32 probabilities when threshold is None. Each image row / column takes its value from the
+    resized padded mask through a 2-tap weight matrix, so no per-box resize is needed."""
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    size = masks.shape[-1]
+    grid = size + 2 * padding
+    padded = tf.pad(masks, [[0, 0], [padding, padding], [padding, padding]])
+    scale = float(grid) / size
+    half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
+    centre = (boxes[:, 2:] + boxes[:, :2]) * 0.5
+    low_corner = tf.cast(centre - half, tf.int32)  # truncation toward zero, as torch's .to(int64)
+    high_corner = tf.cast(centre + half, tf.int32)
+    height, width = image_hw
+
+    def weights(start, end, limit):
+        extent = tf.maximum(end - start + 1, 1)  # [D]
+        pixels = tf.range(limit)[None, :]  # [1, L]
+        local = pixels - start[:, None]  # [D, L]
+        inside = (local >= 0) & (local < extent[:, None])
+        src = (tf.cast(local, tf.float32) + 0.5) * (float(grid) / tf.cast(extent, tf.float32))[:, None] - 0.5
+        src = tf.maximum(src, 0.0)
+        low = tf.minimum(tf.floor(src), grid - 1.0)
+        frac = src - low
+        high = tf.minimum(low + 1.0, grid - 1.0)
+        w = (tf.one_hot(tf.cast(low, tf.int32), grid) * (1.0 - frac)[..., None]
+             + tf.one_hot(tf.cast(high, tf.int32), grid) * frac[..., None])
+        return w * tf.cast(inside, tf.float32)[..., None]  # [D, L, grid]
+
+    weight_y = weights(low_corner[:, 0], high_corner[:, 0], height)
+    weight_x = weights(low_corner[:, 1], high_corner[:, 1], width)
+    probs = tf.einsum("dik,dkl,djl->dij", weight_y, padded, weight_x)
+    if threshold is None:
+        return probs
+    return tf.cast(probs >= threshold, tf.uint8)
+
+
+def paste_function(convention, backend="numpy"):
+    """The paste of a post-processor's `mask_paste` convention ("detectron" / "torchvision"), numpy or TF."""
+    table = {("detectron", "numpy"): paste_masks, ("detectron", "tf"): paste_masks_tf,
+             ("torchvision", "numpy"): paste_masks_torchvision, ("torchvision", "tf"): paste_masks_torchvision_tf}
+    if (convention, backend) not in table:
+        raise ValueError(f"paste_function: unknown mask paste {convention!r} / backend {backend!r}")
+    return table[(convention, backend)]

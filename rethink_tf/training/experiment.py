@@ -141,8 +141,10 @@ def eval_dataset(source, eval_batch_size: int):
 
 def coco_metrics(source) -> coco_evaluator.CocoEvaluator:
     """The COCO evaluator of `source` (bbox, and segm when the model has masks)."""
+    from rethink_tf.training.run_record import configurable_arguments
     return coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
-                                        include_masks=model_has_masks(source))
+                                        include_masks=model_has_masks(source),
+                                        mask_paste=configurable_arguments("build_postprocessor")["mask_paste"])
 
 
 def step_of_checkpoint(path: str) -> int:
