@@ -109,3 +109,16 @@ def test_gin_file_holds_the_detector_bindings():
             key, value = line.split("=", 1)
             parsed[key.strip()] = ast.literal_eval(value.strip())
     assert parsed == {**torchvision_detection.DETECTOR_BINDINGS, **torchvision_detection.INPUT_BINDINGS}
+
+
+def test_tf_paste_equals_numpy_paste():
+    from rethink_tf.ops.masks import paste_masks_torchvision_tf
+    rng = np.random.default_rng(1)
+    masks = rng.random((20, 28, 28)).astype(np.float32)
+    yx = rng.uniform(-5, 100, (20, 2))
+    boxes = np.concatenate([yx, yx + rng.uniform(0.3, 60, (20, 2))], 1).astype(np.float32)
+    want = paste_masks_torchvision(masks, boxes, (120, 150))
+    np.testing.assert_allclose(paste_masks_torchvision_tf(masks, boxes, (120, 150), threshold=None).numpy(), want,
+                               atol=1e-6)
+    np.testing.assert_array_equal(paste_masks_torchvision_tf(masks, boxes, (120, 150)).numpy(),
+                                  (want >= 0.5).astype(np.uint8))

@@ -38,6 +38,16 @@ def test_maskrcnn_state_dict_becomes_a_model_directory(tmp_path):
     record = json.loads((out / "inference_config.json").read_text())
     assert record["masks"] is True and record["postprocessing"]["score_threshold"] == 0.05
 
+    faster = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    torch.save(faster.state_dict(), tmp_path / "frcnn.pth")
+    report = import_weights.import_detector("fasterrcnn_resnet50_fpn", str(tmp_path / "frcnn.pth"),
+                                            str(tmp_path / "faster"))
+    assert not report.missing
+    model, categories, _, _ = model_dir.load_model(str(tmp_path / "faster"))
+    assert not model.has_masks and len(categories) == 90
+    np.testing.assert_array_equal(np.asarray(model.roi_heads.box_stage.predictor.cls.bias),
+                                  faster.state_dict()["roi_heads.box_predictor.cls_score.bias"].numpy())
+
 
 @pytest.mark.slow
 def test_cli_fasterrcnn_names_the_tensor_that_does_not_fit(tmp_path):

@@ -1,15 +1,20 @@
-"""torchvision maskrcnn_resnet50_fpn vs its rethink_tf import, end to end on two real coco128 images
-(150x213, padded by both to 160x224, and 160x224), with the gin values of torchvision's conventions
-(rethink_tf.interop.torchvision_detection.DETECTOR_BINDINGS).
+"""torchvision's Mask R-CNNs vs their rethink_tf imports, end to end on two real coco128 images (150x213,
+padded by both to 160x224, and 160x224), with the gin values of torchvision's conventions
+(rethink_tf.interop.torchvision_detection.DETECTOR_BINDINGS / GN_DETECTOR_BINDINGS).
 
-Random weights: randomized frozen-BN statistics, random FPN / RPN biases, a box predictor with class
-biases of std 2 so that real detections pass the 0.05 threshold (100 per image). Measured (this machine,
-under load, 2026-12-02; `pytest --run-slow -m slow tests/interop/test_torchvision_detector_e2e.py -s`, 66 s):
-all 1216 proposals and 200 detections paired, classes equal; max differences: proposal boxes 8.2e-3 px,
-proposal scores (sigmoid) 3.5e-6, detection boxes 1.3e-2 px, scores 1.2e-7, 28x28 mask probabilities
-3.9e-3, pasted masks (torchvision's paste on both sides) 1.8e-3 (mean 1.5e-7), binarized at 0.5 IoU >=
-0.989 (pixels within round-off of 0.5). 2 proposals and 4 detections traded places with a row whose score
-ties within 1e-5 (float round-off orders such near-ties differently in torch and TF).
+Random weights: randomized norm affines and BN statistics, random FPN / RPN biases, a box predictor with
+class biases of std 2 so that real detections pass the 0.05 threshold (100 per image). Rows pair in
+score order; a row may trade places only with one whose score ties within 1e-5 (float round-off orders
+such near-ties differently in torch and TF). Measured on this machine under load, 2026-12-02
+(`pytest --run-slow -m slow tests/interop/test_torchvision_detector_e2e.py -s`, 188 s for the file):
+- maskrcnn_resnet50_fpn (frozen BN, 2fc): all 1216 proposals and 200 detections paired, classes equal;
+  max differences: proposal boxes 8.2e-3 px, proposal scores (sigmoid) 3.5e-6, detection boxes 1.3e-2 px,
+  scores 1.2e-7, 28x28 mask probabilities 3.9e-3, pasted masks (torchvision's paste on both sides)
+  1.8e-3 (mean 1.5e-7; binarized at 0.5, IoU >= 0.989: pixels within round-off of 0.5); 2 proposals and
+  4 detections traded places with a tied row.
+- GN build from torchvision's components (the paper's architecture): 1341 proposals, 200 detections;
+  proposal boxes 3.1e-5 px, proposal scores 1.2e-7, detection boxes 3.1e-5 px, scores 1.0e-6, mask
+  probabilities 3.3e-6, pasted masks 2.9e-6 (binarized IoU 1.0); 8 proposals traded places with a tie.
 """
 import numpy as np
 import pytest
@@ -48,9 +53,9 @@ def imported(tv, bindings, map_fn, num_classes=torchvision_detection.NUM_CLASSES
     return model
 
 
-def run_comparison(tv, model):
+def run_comparison(tv, model, ref=None):
     images = detector_compare.images_of_sizes([DATA / "coco128" / "train2017" / n for n in IMAGE_FILES], SIZES)
-    ref = detector_compare.torchvision_outputs(tv, images)
+    ref = ref or detector_compare.torchvision_outputs(tv, images)
     spec = archs.get_spec("torchvision", "resnet50")
     ours = detector_compare.rethink_outputs(model, images, ref["canvas"], spec.pixel_mean, spec.pixel_std)
     diffs = detector_compare.compare(ref, ours)
@@ -58,13 +63,21 @@ def run_comparison(tv, model):
     return diffs
 
 
-@pytest.mark.slow
-def test_maskrcnn_resnet50_fpn_detections_equal_torchvision():
+@pytest.fixture(scope="module")
+def frozen_bn_reference():
+    """(torchvision maskrcnn_resnet50_fpn with random weights, its outputs on the two images)."""
     torch.manual_seed(0)
     tv = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
     tv = detector_with_detections(randomize_torch_batchnorm(tv))
+    images = detector_compare.images_of_sizes([DATA / "coco128" / "train2017" / n for n in IMAGE_FILES], SIZES)
+    return tv, detector_compare.torchvision_outputs(tv, images)
+
+
+@pytest.mark.slow
+def test_maskrcnn_resnet50_fpn_detections_equal_torchvision(frozen_bn_reference):
+    tv, ref = frozen_bn_reference
     model = imported(tv, torchvision_detection.DETECTOR_BINDINGS, torchvision_detection.map_detector)
-    d = run_comparison(tv, model)
+    d = run_comparison(tv, model, ref)
     assert d["detections"] == 200 and d["proposals"] > 1000, d
     assert d["proposal_box"] < 0.02 and d["proposal_score"] < 1e-5, d
     assert d["box"] < 0.1 and d["score"] < 1e-5 and d["mask28"] < 0.02, d
@@ -73,16 +86,14 @@ def test_maskrcnn_resnet50_fpn_detections_equal_torchvision():
 
 
 @pytest.mark.slow
-def test_without_the_torchvision_switches_detections_differ():
+def test_without_the_torchvision_switches_detections_differ(frozen_bn_reference):
     """The switches matter: with Detectron's defaults for the anchors the same weights do not pair up."""
-    torch.manual_seed(0)
-    tv = torchvision.models.detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None)
-    tv = detector_with_detections(randomize_torch_batchnorm(tv))
+    tv, ref = frozen_bn_reference
     bindings = {**torchvision_detection.DETECTOR_BINDINGS, "build_rpn.anchor_offset": 0.5,
                 "build_rpn.round_anchors": False, "build_rpn.anchor_stride_from_grid": False}
     model = imported(tv, bindings, torchvision_detection.map_detector)
     with pytest.raises(AssertionError, match="partner|reference rows"):
-        run_comparison(tv, model)
+        run_comparison(tv, model, ref)
 
 
 
