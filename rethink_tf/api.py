@@ -126,7 +126,7 @@ class _KerasRunner:
         """uint8 [H, W, 3] -> (boxes yxyx [n, 4], scores [n], labels [n], masks uint8 [n, H, W] | None,
         keypoints [n, K, 3] | None)."""
         from rethink_tf.data import preprocess
-        from rethink_tf.ops.masks import paste_masks_tf
+        from rethink_tf.ops.masks import paste_function
         cfg = self.inference
         height, width = image.shape[:2]
         canvas_hw = cfg.portrait_canvas if preprocess.is_portrait(height, width) else cfg.landscape_canvas
@@ -141,8 +141,8 @@ class _KerasRunner:
         boxes = out["detection_boxes"][:num]
         masks = None
         if "detection_masks" in out:  # pasted as the SavedModel pastes them
-            masks = paste_masks_tf(out["detection_masks"][:num], boxes, (height, width),
-                                   threshold=self.mask_threshold).numpy()
+            paste = paste_function(getattr(self.model.postprocessor, "mask_paste", "detectron"), "tf")
+            masks = paste(out["detection_masks"][:num], boxes, (height, width), threshold=self.mask_threshold).numpy()
         keypoints = out["detection_keypoints"][:num] if "detection_keypoints" in out else None
         return boxes, out["detection_scores"][:num], out["detection_classes"][:num], masks, keypoints
 

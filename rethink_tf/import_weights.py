@@ -8,7 +8,17 @@ resnet101, resnet152, vgg16), torchvision (state dicts: resnet50, resnet101, res
 resnext101_32x8d, vgg16; needs torch, the `interop` extra), detectron (Detectron's ImageNet .pkl:
 R-50, R-101, R-50-GN, R-101-GN, X-101-32x8d, X-101-64x4d, X-152-32x8d-IN5k).
 
-Writes OUTPUT (the backbone file `experiment.backbone_weights` reads, rethink_tf.modeling.weights),
+Whole torchvision detectors (state dicts of maskrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn; needs torch):
+
+    python -m rethink_tf.import_weights --source=torchvision --arch=maskrcnn_resnet50_fpn \
+        --input=maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth --output=runs/tv_maskrcnn
+    python -m rethink_tf.export --model_dir=runs/tv_maskrcnn --export_dir=runs/tv_maskrcnn/saved_model
+
+write OUTPUT as a model directory (config.gin, label_map.json, run_config.json, inference_config.json,
+ckpt-0, import_report.json; rethink_tf.interop.detector_dir) with torchvision's conventions set
+(gin_configs/interop/torchvision_maskrcnn_r50_fpn.gin); labels 1..90 are COCO category ids.
+
+For backbones, writes OUTPUT (the backbone file `experiment.backbone_weights` reads, rethink_tf.modeling.weights),
 OUTPUT's stem + ".gin" (the body and input-normalization bindings the weights need: include it in the
 training config) and OUTPUT's stem + ".report.json" (matched / reshaped / derived / unused tensors);
 prints the report's summary. A tensor that is missing or does not fit is an error naming it (exit 2).
@@ -27,7 +37,8 @@ from rethink_tf.utils.validate import InputError  # noqa: E402
 flags.DEFINE_enum("source", None, ["keras", "torchvision", "detectron"], "Library the weights come from.")
 flags.DEFINE_string("arch", None, "Architecture, e.g. resnet50 (keras, torchvision) or R-50-GN (detectron).")
 flags.DEFINE_string("input", None, "The source weight file (.h5 / .pth / .pkl).")
-flags.DEFINE_string("output", None, "The rethink_tf backbone file to write (.h5).")
+flags.DEFINE_string("output", None, "The rethink_tf backbone file to write (.h5); for a detector --arch, the "
+                    "model directory to write.")
 FLAGS = flags.FLAGS
 
 
@@ -53,6 +64,16 @@ def read_source(source, arch, path):
         raise InputError(str(err)) from err
     except (ValueError, KeyError, RuntimeError, OSError) as err:
         raise InputError(f"--input={path}: cannot read it as a {source} weight file: {err}") from err
+
+
+DETECTOR_ARCHS = ("maskrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn")
+
+
+def import_detector(arch, input_path, output):
+    """A torchvision detector state dict -> the model directory `output`; returns the ImportReport."""
+    from rethink_tf.interop import detector_dir
+    tensors, _ = read_source("torchvision", arch, input_path)
+    return detector_dir.write_model_dir(arch, tensors, f"torchvision {arch} file {input_path}", output)
 
 
 def import_weights(source, arch, input_path, output):
@@ -81,6 +102,14 @@ def main(argv):
     for name in ("source", "arch", "input", "output"):
         if not getattr(FLAGS, name):
             raise InputError(f"--{name} is required")
+    if FLAGS.arch in DETECTOR_ARCHS:
+        if FLAGS.source != "torchvision":
+            raise InputError(f"--arch={FLAGS.arch} is a torchvision detector: use --source=torchvision")
+        report = import_detector(FLAGS.arch, FLAGS.input, FLAGS.output)
+        print(report.summary())
+        print(f"wrote the model directory {FLAGS.output}; export it with: python -m rethink_tf.export "
+              f"--model_dir={FLAGS.output} --export_dir={os.path.join(FLAGS.output, 'saved_model')}")
+        return
     report = import_weights(FLAGS.source, FLAGS.arch, FLAGS.input, FLAGS.output)
     gin_path, report_path = side_files(FLAGS.output)
     print(report.summary())

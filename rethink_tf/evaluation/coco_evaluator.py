@@ -34,7 +34,7 @@ def encode_mask(mask: np.ndarray) -> dict:
 
 def detections_to_results(detections: dict, image_ids, image_info, label_to_category_id,
                           include_masks: bool, mask_threshold: float = 0.5,
-                          include_keypoints: bool = False) -> list[dict]:
+                          include_keypoints: bool = False, mask_paste: str = "detectron") -> list[dict]:
     """Converts one batch of model detections to COCO result dicts.
 
     Args:
@@ -47,13 +47,16 @@ def detections_to_results(detections: dict, image_ids, image_info, label_to_cate
       include_masks: also emit `segmentation` RLEs (masks pasted at `mask_threshold`).
       include_keypoints: also emit `keypoints` from `detection_keypoints` [B, D, K, 3] (x, y, score)
         original pixels.
+      mask_paste: the model's paste convention ("detectron" / "torchvision"; build_postprocessor.mask_paste).
     Returns:
       list of {"image_id", "category_id", "bbox", "score"[, "segmentation"][, "keypoints"]}.
     """
     if include_keypoints and "detection_keypoints" not in detections:
         raise ValueError("keypoint evaluation needs detections with 'detection_keypoints' (a model with the "
                          "keypoint branch, build_model.keypoints = True; test-time augmentation has none)")
-    from rethink_tf.ops.masks import paste_masks  # ops is heavy only at import of TF; numpy here
+    from rethink_tf.ops.masks import paste_function  # ops is heavy only at import of TF; numpy here
+
+    paste_masks = paste_function(mask_paste)
 
     lookup = np.asarray(label_to_category_id, np.int64)
     results = []
@@ -156,11 +159,13 @@ class CocoEvaluator:
       include_masks: evaluate masks (segm) too.
       include_keypoints: evaluate keypoints too (the detections' `detection_keypoints`; coco_gt with
         keypoint annotations, e.g. person_keypoints_val2017.json).
+      mask_threshold, mask_paste: how masks are pasted (rethink_tf.ops.masks.paste_function).
     """
 
     def __init__(self, coco_gt: COCO, label_to_category_id, include_masks: bool, mask_threshold: float = 0.5,
-                 include_keypoints: bool = False):
+                 include_keypoints: bool = False, mask_paste: str = "detectron"):
         self.coco_gt = coco_gt
+        self.mask_paste = mask_paste
         self.label_to_category_id = np.asarray(label_to_category_id, np.int64)
         self.include_masks = include_masks
         self.include_keypoints = include_keypoints
@@ -177,7 +182,8 @@ class CocoEvaluator:
         image_ids = np.asarray(image_ids).reshape(-1)
         self.image_ids.update(int(i) for i in image_ids if i >= 0)
         self.results += detections_to_results(detections, image_ids, image_info, self.label_to_category_id,
-                                              self.include_masks, self.mask_threshold, self.include_keypoints)
+                                              self.include_masks, self.mask_threshold, self.include_keypoints,
+                                              self.mask_paste)
 
     def write_results(self, path: str):
         """Writes the COCO results json (a list of result dicts) to `path`."""

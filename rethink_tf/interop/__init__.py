@@ -7,7 +7,9 @@
   keras_apps    keras.applications ResNet50/101/152 and VGG16
   torchvision   torchvision ResNet-50/101/152, ResNeXt-101 32x8d, VGG-16 state dicts
   detectron     Detectron (Caffe2) ImageNet .pkl blobs
-  torchvision_detection  maskrcnn/fasterrcnn_resnet50_fpn state dicts -> MaskRCNN layers (no CLI yet)
+  torchvision_detection  maskrcnn/fasterrcnn_resnet50_fpn state dicts -> MaskRCNN layers, and the gin
+                values of torchvision's inference conventions (DETECTOR_BINDINGS)
+  detector_dir  a torchvision detector state dict -> a model directory `rethink_tf.export` reads
 The CLI is `python -m rethink_tf.import_weights`. The package never imports torch; reading a torchvision
 `.pth` file does, when it is installed (the `interop` extra).
 """

@@ -13,6 +13,7 @@ them, errors naming its binding:
   standard_roi_heads.*    fg IoU, coder weights, class-agnostic           (roi_heads/registry.py)
   cascade_roi_heads.*     per-stage IoUs and coder weights                (roi_heads/cascade.py)
   build_mask_branch.*     mask head widths, pooler, target threshold      (roi_heads/mask_branch.py)
+  roi_pooler.*            RoIAlign sampling ratio, FPN level mapping      (roi_heads/pooler.py)
   build_postprocessor.*   score threshold, NMS IoU, detections per image  (postprocess.py)
 
 Defaults are the paper's R50-FPN GN Mask R-CNN with the 4conv1fc box head (Detectron values). The
@@ -31,6 +32,7 @@ from rethink_tf.modeling.postprocess import build_postprocessor
 from rethink_tf.modeling.roi_heads import build_roi_heads, registered_roi_heads
 from rethink_tf.modeling.roi_heads.keypoint_branch import build_keypoint_branch
 from rethink_tf.modeling.roi_heads.mask_branch import build_mask_branch
+from rethink_tf.modeling.roi_heads.pooler import roi_pooler
 from rethink_tf.modeling.roi_heads.registry import roi_sampling
 from rethink_tf.modeling.rpn import build_rpn
 from rethink_tf.utils import validate
@@ -181,7 +183,7 @@ def build_model(num_classes, backbone="resnet", roi_heads="standard", box_head="
         rpn = build_rpn(feature_channels=body.out_channels[4], default_levels=(4, 4),
                         default_anchor_sizes=((128, 256, 512),))
         roi_levels, fc_dim = (4, 4), 4096  # VGG-16's fc6 / fc7
-    pooler = dict(sampling_ratio=2, min_level=roi_levels[0], max_level=roi_levels[1])
+    pooler = dict(roi_pooler(), min_level=roi_levels[0], max_level=roi_levels[1])
     stage_kwargs = dict(head=box_head, head_kwargs=dict(norm=head_norm, default_fc_dim=fc_dim),
                         pooler_kwargs=pooler, sampling_seed=sampling_seed, **roi_sampling())
     roi_heads_layer = build_roi_heads(roi_heads, num_classes, stage_kwargs, {})
@@ -203,7 +205,7 @@ def component_checks():
     from rethink_tf.modeling import fpn, postprocess, rpn
     from rethink_tf.modeling.backbones import builder
     from rethink_tf.modeling.heads import box_head
-    from rethink_tf.modeling.roi_heads import cascade, keypoint_branch, mask_branch, registry
+    from rethink_tf.modeling.roi_heads import cascade, keypoint_branch, mask_branch, pooler, registry
     return [("build_model", build_model, lambda a: _validate_arguments({**a, "num_classes": 1})),
             ("build_backbone", build_backbone, builder._validate),
             ("build_fpn", build_fpn, fpn.check_fpn_arguments),
@@ -215,6 +217,7 @@ def component_checks():
             ("cascade_roi_heads", cascade.cascade_roi_heads, cascade.check_cascade_arguments),
             ("build_mask_branch", build_mask_branch, mask_branch.check_mask_branch_arguments),
             ("build_keypoint_branch", build_keypoint_branch, keypoint_branch.check_keypoint_branch_arguments),
+            ("roi_pooler", roi_pooler, pooler.check_roi_pooler_arguments),
             ("build_postprocessor", build_postprocessor, postprocess.check_postprocessor_arguments)]
 
 

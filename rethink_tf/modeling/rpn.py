@@ -6,7 +6,9 @@ VGG-16), anchors of one size per level (several on a single level for VGG-16) at
 most; anchors reaching more than straddle_thresh pixels outside the scaled image ignored;
 proposals: top pre_nms_topk per level, NMS at 0.7, top post_nms_topk per image (2000 / 1000 in
 training, 1000 / 1000 at test). Everything runs in float32; no gradient flows through proposals.
-Built by the gin configurable `build_rpn` (its bindings: `build_rpn.<argument>`).
+torchvision's conventions (anchor centres and rounding, sigmoid-ranked proposals with a score
+threshold, a minimum side) are switches with Detectron's behaviour as default (gin_configs/interop/
+torchvision_maskrcnn_r50_fpn.gin sets them). Built by the gin configurable `build_rpn` (its bindings: `build_rpn.<argument>`).
 """
 import gin
 import keras
@@ -37,13 +39,19 @@ class RegionProposalNetwork(keras.layers.Layer):
         ignored (0: every anchor crossing its border, Detectron; -1: none, detectron2).
       pre_nms_topk_train/test: proposals kept per level before NMS; post_nms_topk_train/test: per
         image after NMS. nms_iou, min_size: proposal NMS IoU and minimum side (pixels).
+      anchor_offset, round_anchors: anchor centres at (cell + anchor_offset) * stride (0.5; torchvision
+        0.0) and base anchors rounded to whole pixels (False; torchvision True) (ops/anchors.py).
+      anchor_stride_from_grid: strides canvas // grid size instead of 2**level (torchvision).
+      proposal_score, proposal_score_threshold: "logit" or "sigmoid" ranking of NMS and the final
+        top-k, and a minimum score (None) (ops/proposals.py).
     """
 
     def __init__(self, head, anchor_sizes=(32, 64, 128, 256, 512), aspect_ratios=(0.5, 1.0, 2.0),
                  min_level=2, max_level=6, fg_iou=0.7, bg_iou=0.3, batch_size_per_image=256,
                  positive_fraction=0.5, straddle_thresh=0.0, pre_nms_topk_train=2000,
                  post_nms_topk_train=1000, pre_nms_topk_test=1000, post_nms_topk_test=1000,
-                 nms_iou=0.7, min_size=0.0, **kwargs):
+                 nms_iou=0.7, min_size=0.0, anchor_offset=0.5, round_anchors=False, anchor_stride_from_grid=False,
+                 proposal_score="logit", proposal_score_threshold=None, **kwargs):
         kwargs.setdefault("name", "rpn")
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
@@ -66,6 +74,9 @@ class RegionProposalNetwork(keras.layers.Layer):
         self.pre_nms_topk = {True: pre_nms_topk_train, False: pre_nms_topk_test}
         self.post_nms_topk = {True: post_nms_topk_train, False: post_nms_topk_test}
         self.nms_iou, self.min_size = nms_iou, min_size
+        self.anchor_offset, self.round_anchors = float(anchor_offset), bool(round_anchors)
+        self.anchor_stride_from_grid = bool(anchor_stride_from_grid)
+        self.proposal_score, self.proposal_score_threshold = proposal_score, proposal_score_threshold
         self._anchor_cache = {}
 
     def anchors(self, image_size):
@@ -80,7 +91,9 @@ class RegionProposalNetwork(keras.layers.Layer):
         """Anchors as numpy, sizes interleaved per location: order (y, x, size, ratio)."""
         per_size = [multilevel_anchors(image_size, min_level=self.levels[0], max_level=self.levels[-1],
                                        sizes=[s[i] for s in self.anchor_sizes],
-                                       aspect_ratios=self.aspect_ratios)
+                                       aspect_ratios=self.aspect_ratios, offset=self.anchor_offset,
+                                       round_base=self.round_anchors,
+                                       stride_from_grid=self.anchor_stride_from_grid)
                     for i in range(len(self.anchor_sizes[0]))]
         anchors = {}
         for level in self.levels:
@@ -95,14 +108,17 @@ class RegionProposalNetwork(keras.layers.Layer):
         return ({l: ops.cast(v, "float32") for l, v in logits.items()},
                 {l: ops.cast(v, "float32") for l, v in deltas.items()})
 
-    def proposals(self, logits, deltas, image_size, image_info, training):
-        """-> (boxes float32 [B, P, 4] canvas pixels, valid bool [B, P]); no gradient flows through."""
+    def proposals(self, logits, deltas, image_size, image_info, training, with_scores=False):
+        """-> (boxes float32 [B, P, 4] canvas pixels, valid bool [B, P]) (and scores float32 [B, P] as
+        `proposal_score`, -inf in padded slots, when with_scores); no gradient flows through."""
         boxes, scores = generate_proposals(
             {l: ops.stop_gradient(v) for l, v in logits.items()},
             {l: ops.stop_gradient(v) for l, v in deltas.items()},
             self.anchors(image_size), image_info, pre_nms_topk_per_level=self.pre_nms_topk[bool(training)],
             post_nms_topk=self.post_nms_topk[bool(training)], nms_iou=self.nms_iou,
-            min_size=self.min_size)
+            min_size=self.min_size, score=self.proposal_score, score_threshold=self.proposal_score_threshold)
+        if with_scores:
+            return ops.stop_gradient(boxes), ops.isfinite(scores), scores
         return ops.stop_gradient(boxes), ops.isfinite(scores)
 
     def losses(self, logits, deltas, image_size, gt_boxes, gt_valid, image_info, seed=None):
@@ -128,7 +144,10 @@ class RegionProposalNetwork(keras.layers.Layer):
                 "positive_fraction": self.positive_fraction, "straddle_thresh": self.straddle_thresh,
                 "pre_nms_topk_train": self.pre_nms_topk[True], "post_nms_topk_train": self.post_nms_topk[True],
                 "pre_nms_topk_test": self.pre_nms_topk[False], "post_nms_topk_test": self.post_nms_topk[False],
-                "nms_iou": self.nms_iou, "min_size": self.min_size}
+                "nms_iou": self.nms_iou, "min_size": self.min_size, "anchor_offset": self.anchor_offset,
+                "round_anchors": self.round_anchors, "anchor_stride_from_grid": self.anchor_stride_from_grid,
+                "proposal_score": self.proposal_score,
+                "proposal_score_threshold": self.proposal_score_threshold}
 
 
 def _check_anchor_sizes(value):
@@ -168,6 +187,13 @@ def validate_rpn_arguments(args):
     for name in ("positive_fraction", "nms_iou"):
         v.number(b(name), args[name], minimum=0, maximum=1, exclusive_minimum=True)
     v.number(b("straddle_thresh"), args["straddle_thresh"])
+    v.number(b("min_size"), args["min_size"], minimum=0)
+    v.number(b("anchor_offset"), args["anchor_offset"], minimum=0, maximum=1)
+    v.boolean(b("round_anchors"), args["round_anchors"])
+    v.boolean(b("anchor_stride_from_grid"), args["anchor_stride_from_grid"])
+    if args["proposal_score"] not in ("logit", "sigmoid"):
+        v.fail(b("proposal_score"), args["proposal_score"], "'logit' or 'sigmoid'")
+    v.number(b("proposal_score_threshold"), args["proposal_score_threshold"], allow_none=True)
 
 
 @gin.configurable(denylist=["feature_channels", "default_levels", "default_anchor_sizes"])
@@ -175,7 +201,8 @@ def build_rpn(feature_channels=256, default_levels=(2, 6), default_anchor_sizes=
               min_level=None, max_level=None, anchor_sizes=None, aspect_ratios=(0.5, 1.0, 2.0),
               fg_iou=0.7, bg_iou=0.3, batch_size_per_image=256, positive_fraction=0.5, straddle_thresh=0.0,
               pre_nms_topk_train=2000, post_nms_topk_train=1000, pre_nms_topk_test=1000,
-              post_nms_topk_test=1000, nms_iou=0.7):
+              post_nms_topk_test=1000, nms_iou=0.7, min_size=0.0, anchor_offset=0.5, round_anchors=False,
+              anchor_stride_from_grid=False, proposal_score="logit", proposal_score_threshold=None):
     """The RPN (its head, anchors, targets and proposals) -> RegionProposalNetwork named "rpn".
 
     Args:
@@ -189,6 +216,14 @@ def build_rpn(feature_channels=256, default_levels=(2, 6), default_anchor_sizes=
       straddle_thresh (gin): anchors reaching more than this many pixels outside the scaled image are
         ignored (0, Detectron's RPN_STRADDLE_THRESH; -1 keeps all, detectron2).
       pre_nms_topk_train/test (per level), post_nms_topk_train/test (per image), nms_iou (gin): proposals.
+      min_size (gin): proposals with a side <= this many pixels are dropped (0.0: empty ones;
+        torchvision keeps sides >= 1e-3).
+      anchor_offset, round_anchors (gin): anchor centres at (cell + offset) * stride (0.5; torchvision
+        0.0), base anchors rounded to whole pixels (False; torchvision True).
+      anchor_stride_from_grid (gin): anchor strides canvas // grid size (torchvision: P6 of a canvas
+        that is not a multiple of 64 gets a stride below 64) instead of 2**level (False).
+      proposal_score (gin): "logit" (Detectron) or "sigmoid" (torchvision) ranks NMS and the final
+        top-k; proposal_score_threshold (gin): None, or a minimum score (torchvision: 0.0 on sigmoid).
     """
     args = dict(locals())
     validate_rpn_arguments(args)
@@ -202,4 +237,7 @@ def build_rpn(feature_channels=256, default_levels=(2, 6), default_anchor_sizes=
         fg_iou=fg_iou, bg_iou=bg_iou, batch_size_per_image=batch_size_per_image,
         positive_fraction=positive_fraction, straddle_thresh=straddle_thresh,
         pre_nms_topk_train=pre_nms_topk_train, post_nms_topk_train=post_nms_topk_train,
-        pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=nms_iou)
+        pre_nms_topk_test=pre_nms_topk_test, post_nms_topk_test=post_nms_topk_test, nms_iou=nms_iou,
+        min_size=min_size, anchor_offset=anchor_offset, round_anchors=round_anchors,
+        anchor_stride_from_grid=anchor_stride_from_grid, proposal_score=proposal_score,
+        proposal_score_threshold=proposal_score_threshold)

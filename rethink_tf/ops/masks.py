@@ -101,3 +101,108 @@ def paste_masks_tf(masks, boxes, image_hw, threshold=0.5):
     weight_x = _triangle_weights_tf(positions(boxes[:, 1], boxes[:, 3], width), mask_size)  # [D, w, m]
     probs = tf.einsum("dik,dkl,djl->dij", weight_y, masks, weight_x)
     return tf.cast(probs >= threshold, tf.uint8)
+
+
+def _resize_bilinear_half_pixel(image, out_h, out_w):
+    """float32 [h, w] -> [out_h, out_w]: bilinear with half-pixel centres, source positions clamped at 0
+    and the last pixel (torch F.interpolate(mode="bilinear", align_corners=False), no antialias)."""
+    def axis(in_size, out_size):
+        scale = np.float32(in_size) / np.float32(out_size)
+        src = np.maximum((np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5),
+                         np.float32(0))
+        low = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+        high = np.minimum(low + 1, in_size - 1)
+        frac = (src - low).astype(np.float32)
+        return low, high, frac
+
+    y0, y1, fy = axis(image.shape[0], out_h)
+    x0, x1, fx = axis(image.shape[1], out_w)
+    top = image[y0][:, x0] * (1 - fx) + image[y0][:, x1] * fx
+    bottom = image[y1][:, x0] * (1 - fx) + image[y1][:, x1] * fx
+    return (top * (1 - fy)[:, None] + bottom * fy[:, None]).astype(np.float32)
+
+
+def paste_masks_torchvision(masks, boxes, image_hw, threshold=None, padding=1):
+    """Pastes box-frame masks the way torchvision's paste_masks_in_image does (numpy).
+
+    Each m x m mask gets `padding` zero pixels on every side, its box is grown about its centre by
+    (m + 2 padding) / m and truncated to integers (x1, y1, x2, y2); the padded mask is resized
+    bilinearly (half-pixel centres) to (y2 - y1 + 1, x2 - x1 + 1) pixels and written at rows y1..y2,
+    columns x1..x2 (inclusive), cut to the image. Detectron / detectron2 instead sample each image
+    pixel centre in the box's continuous frame (`paste_masks`).
+
+    Args:
+      masks: float [D, m, m] probabilities. boxes: float [D, 4] yxyx image pixels.
+      image_hw: (h, w). threshold: None -> float32 [D, h, w] probabilities (torchvision's output);
+        else uint8 [D, h, w] of probability >= threshold.
+    """
+    masks = np.asarray(masks, np.float32)
+    boxes = np.asarray(boxes, np.float32)
+    height, width = int(image_hw[0]), int(image_hw[1])
+    if masks.ndim != 3 or boxes.shape != (masks.shape[0], 4):
+        raise ValueError(f"paste_masks_torchvision: masks [D, m, m] and boxes [D, 4] expected, got "
+                         f"{masks.shape}, {boxes.shape}")
+    size = masks.shape[-1]
+    scale = np.float32(float(size + 2 * padding) / size)
+    half = (boxes[:, 2:] - boxes[:, :2]) * np.float32(0.5) * scale
+    centre = (boxes[:, 2:] + boxes[:, :2]) * np.float32(0.5)
+    grown = np.trunc(np.concatenate([centre - half, centre + half], axis=1)).astype(np.int64)
+    out = np.zeros((masks.shape[0], height, width), np.float32)
+    for i, (mask, (y1, x1, y2, x2)) in enumerate(zip(masks, grown)):
+        padded = np.pad(mask, padding)
+        resized = _resize_bilinear_half_pixel(padded, max(y2 - y1 + 1, 1), max(x2 - x1 + 1, 1))
+        top, bottom = max(y1, 0), min(y2 + 1, height)
+        left, right = max(x1, 0), min(x2 + 1, width)
+        if bottom > top and right > left:
+            out[i, top:bottom, left:right] = resized[top - y1:bottom - y1, left - x1:right - x1]
+    if threshold is None:
+        return out
+    return (out >= threshold).astype(np.uint8)
+
+
+def paste_masks_torchvision_tf(masks, boxes, image_hw, threshold=0.5, padding=1):
+    """TF version of `paste_masks_torchvision` for serving: masks [D, m, m], boxes [D, 4] yxyx,
+    image_hw (h, w) ints or scalar int tensors -> uint8 [D, h, w] (probability >= threshold), or
+    float32 probabilities when threshold is None. Each image row / column takes its value from the
+    resized padded mask through a 2-tap weight matrix, so no per-box resize is needed."""
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    boxes = tf.convert_to_tensor(boxes, tf.float32)
+    size = masks.shape[-1]
+    grid = size + 2 * padding
+    padded = tf.pad(masks, [[0, 0], [padding, padding], [padding, padding]])
+    scale = float(grid) / size
+    half = (boxes[:, 2:] - boxes[:, :2]) * 0.5 * scale
+    centre = (boxes[:, 2:] + boxes[:, :2]) * 0.5
+    low_corner = tf.cast(centre - half, tf.int32)  # truncation toward zero, as torch's .to(int64)
+    high_corner = tf.cast(centre + half, tf.int32)
+    height, width = image_hw
+
+    def weights(start, end, limit):
+        extent = tf.maximum(end - start + 1, 1)  # [D]
+        pixels = tf.range(limit)[None, :]  # [1, L]
+        local = pixels - start[:, None]  # [D, L]
+        inside = (local >= 0) & (local < extent[:, None])
+        src = (tf.cast(local, tf.float32) + 0.5) * (float(grid) / tf.cast(extent, tf.float32))[:, None] - 0.5
+        src = tf.maximum(src, 0.0)
+        low = tf.minimum(tf.floor(src), grid - 1.0)
+        frac = src - low
+        high = tf.minimum(low + 1.0, grid - 1.0)
+        w = (tf.one_hot(tf.cast(low, tf.int32), grid) * (1.0 - frac)[..., None]
+             + tf.one_hot(tf.cast(high, tf.int32), grid) * frac[..., None])
+        return w * tf.cast(inside, tf.float32)[..., None]  # [D, L, grid]
+
+    weight_y = weights(low_corner[:, 0], high_corner[:, 0], height)
+    weight_x = weights(low_corner[:, 1], high_corner[:, 1], width)
+    probs = tf.einsum("dik,dkl,djl->dij", weight_y, padded, weight_x)
+    if threshold is None:
+        return probs
+    return tf.cast(probs >= threshold, tf.uint8)
+
+
+def paste_function(convention, backend="numpy"):
+    """The paste of a post-processor's `mask_paste` convention ("detectron" / "torchvision"), numpy or TF."""
+    table = {("detectron", "numpy"): paste_masks, ("detectron", "tf"): paste_masks_tf,
+             ("torchvision", "numpy"): paste_masks_torchvision, ("torchvision", "tf"): paste_masks_torchvision_tf}
+    if (convention, backend) not in table:
+        raise ValueError(f"paste_function: unknown mask paste {convention!r} / backend {backend!r}")
+    return table[(convention, backend)]

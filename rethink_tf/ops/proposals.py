@@ -3,6 +3,11 @@
 Per image and level: top-k anchors by objectness, decode, clip to the scaled image, drop boxes with a side
 <= min_size, NMS; then the top `post_nms_topk` over all levels. Written here rather than with keras-cv's
 ROIGenerator, which neither clips nor filters small boxes and drops negative logits by default.
+
+torchvision's RPN (filter_proposals) takes the per-level top-k on logits too, but ranks NMS and the
+final top-k by sigmoid(logit) and keeps probabilities >= its score threshold: `score="sigmoid"` and
+`score_threshold` reproduce it (sigmoid saturates to 1.0 in float32 above a logit of ~17, so the
+ranking among such proposals is a tie there, not in logits).
 """
 import numpy as np
 import tensorflow as tf
@@ -19,6 +24,8 @@ def generate_proposals(
     post_nms_topk=1000,
     nms_iou=0.7,
     min_size=0.0,
+    score="logit",
+    score_threshold=None,
 ):
     """Proposals from multilevel RPN outputs.
 
@@ -28,11 +35,17 @@ def generate_proposals(
       anchors: {level: float [A_l, 4]} yxyx canvas pixels.
       image_info: float [B, 4, 2]; row 1 (scaled height, width) is the clipping window.
       min_size: boxes whose height or width is <= min_size (pixels) are dropped (0 drops empty boxes).
+      score: what NMS and the final top-k rank: "logit" (Detectron) or "sigmoid" (torchvision); the
+        per-level top-k always ranks logits.
+      score_threshold: None, or keep only proposals whose score (as `score`) is >= this.
     Returns:
       boxes float [B, post_nms_topk, 4] canvas pixels (zeros in padded slots),
-      scores float [B, post_nms_topk] objectness logits sorted decreasingly, -inf in padded slots.
+      scores float [B, post_nms_topk] objectness scores (as `score`) sorted decreasingly, -inf in
+      padded slots.
     Proposals carry no gradient (inputs are stop_gradient-ed), as in Detectron.
     """
+    if score not in ("logit", "sigmoid"):
+        raise ValueError(f"generate_proposals: score must be 'logit' or 'sigmoid', got {score!r}")
     levels = sorted(objectness)
     if sorted(deltas) != levels or any(level not in anchors for level in levels):
         raise ValueError(
@@ -49,6 +62,8 @@ def generate_proposals(
         top_scores, top_index = tf.math.top_k(scores, k=k)
         top_deltas = tf.gather(level_deltas, top_index, batch_dims=1)
         top_anchors = tf.gather(level_anchors, top_index)
+        if score == "sigmoid":
+            top_scores = tf.where(tf.math.is_finite(top_scores), tf.sigmoid(top_scores), top_scores)
         boxes = box_ops.clip_boxes(box_coder.decode_boxes(top_deltas, top_anchors), height_width)
         valid = (
             (boxes[..., 2] - boxes[..., 0] > min_size)
@@ -56,6 +71,8 @@ def generate_proposals(
             & tf.math.is_finite(top_scores)
             & tf.reduce_all(tf.math.is_finite(boxes), axis=-1)
         )
+        if score_threshold is not None:
+            valid &= top_scores >= score_threshold
         keep_count = min(k, post_nms_topk)
         keep, keep_valid = nms.nms_padded(boxes, top_scores, keep_count, nms_iou, valid=valid)
         all_boxes.append(tf.gather(boxes, keep, batch_dims=1))

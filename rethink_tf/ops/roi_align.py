@@ -21,14 +21,26 @@ from rethink_tf.ops.tracing import in_xla_context
 ROI_ALIGN_METHODS = ("crop_and_resize", "gather")
 
 
-def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4):
+LEVEL_MAPPINGS = ("detectron", "torchvision")
+
+
+def assign_levels(boxes, min_level=2, max_level=5, canonical_size=224.0, canonical_level=4,
+                  level_mapping="detectron"):
     """FPN level of each box [..., 4]: floor(canonical_level + log2(sqrt(area) / canonical_size)),
-    clamped to [min_level, max_level] (detectron2's eps 1e-8 inside the log) -> int32 [...]."""
+    clamped to [min_level, max_level] -> int32 [...]. level_mapping "detectron": eps 1e-8 inside the
+    log (detectron2); "torchvision": eps 1e-6 added after the log (MultiScaleRoIAlign's LevelMapper), so
+    a box a hair below a level boundary goes up a level."""
+    if level_mapping not in LEVEL_MAPPINGS:
+        raise ValueError(f"assign_levels: level_mapping {level_mapping!r} is not one of {LEVEL_MAPPINGS}")
     boxes = tf.convert_to_tensor(boxes, tf.float32)
     height = tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
     width = tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
     scale = tf.sqrt(height * width)
-    level = tf.floor(canonical_level + tf.math.log(scale / canonical_size + 1e-8) / tf.math.log(2.0))
+    if level_mapping == "torchvision":
+        level = tf.floor(canonical_level + tf.math.log(scale / canonical_size) / tf.math.log(2.0) + 1e-6)
+        level = tf.where(scale > 0, level, float(min_level))  # log(0) = -inf: the finest level
+    else:
+        level = tf.floor(canonical_level + tf.math.log(scale / canonical_size + 1e-8) / tf.math.log(2.0))
     return tf.cast(tf.clip_by_value(level, min_level, max_level), tf.int32)
 
 
@@ -63,6 +75,7 @@ def multilevel_roi_align(
     canonical_size=224.0,
     canonical_level=4,
     method="auto",
+    level_mapping="detectron",
 ):
     """RoIAlign each box from its FPN level.
 
@@ -71,6 +84,7 @@ def multilevel_roi_align(
       boxes: float [B, R, 4] yxyx canvas pixels.
       output_size: int, bins per side.
       method: "auto", "gather" (XLA-compilable) or "crop_and_resize" (faster in graph mode).
+      level_mapping: "detectron" or "torchvision" (`assign_levels`).
     Returns:
       float [B, R, output_size, output_size, C].
     """
@@ -86,7 +100,8 @@ def multilevel_roi_align(
     if len(levels) == 1:
         box_level = tf.zeros(tf.shape(boxes)[:2], tf.int32)
     else:
-        box_level = assign_levels(boxes, min_level, max_level, canonical_size, canonical_level) - min_level
+        box_level = assign_levels(boxes, min_level, max_level, canonical_size, canonical_level,
+                                  level_mapping) - min_level
     if method == "crop_and_resize":
         return _roi_align_crop_and_resize(features, boxes, box_level, levels, output_size, sampling_ratio)
     batch_size = tf.shape(boxes)[0]

@@ -151,6 +151,9 @@ class DetectionExportModule(tf.Module):
         self._channel_order = str(channel_order)
         self._paste_masks = bool(paste_masks)
         self._mask_threshold = float(mask_threshold)
+        # The model's paste convention (build_postprocessor.mask_paste; "torchvision" for its imports).
+        self._paste_fn = mask_ops.paste_function(
+            getattr(getattr(model, "postprocessor", None), "mask_paste", "detectron"), "tf")
         self._detect_fn = None
         if hasattr(model, "anchors"):
             # MaskRCNN caches its anchors as numpy on first use, which cannot happen inside a
@@ -373,8 +376,7 @@ class DetectionExportModule(tf.Module):
 
         def one(args):
             masks, image_boxes, hw, keep = args
-            pasted = mask_ops.paste_masks_tf(masks, image_boxes, (hw[0], hw[1]),
-                                             threshold=self._mask_threshold)
+            pasted = self._paste_fn(masks, image_boxes, (hw[0], hw[1]), threshold=self._mask_threshold)
             pasted = tf.cast(pasted, tf.uint8) * tf.cast(keep, tf.uint8)[:, None, None]
             return tf.pad(pasted, [[0, 0], [0, max_hw[0] - hw[0]], [0, max_hw[1] - hw[1]]])
 

@@ -154,9 +154,11 @@ def eval_dataset(source, eval_batch_size: int):
 def coco_metrics(source) -> coco_evaluator.CocoEvaluator:
     """The COCO evaluator of `source` (bbox; segm when the model has masks; keypoints when it has the
     keypoint branch and the source has keypoints)."""
+    from rethink_tf.training.run_record import configurable_arguments
     return coco_evaluator.CocoEvaluator(source.coco_gt(), source.label_to_category_id_array,
                                         include_masks=model_has_masks(source),
-                                        include_keypoints=model_has_keypoints(source))
+                                        include_keypoints=model_has_keypoints(source),
+                                        mask_paste=configurable_arguments("build_postprocessor")["mask_paste"])
 
 
 EVALUATION_METRICS = ("coco", "voc")

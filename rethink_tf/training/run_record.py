@@ -50,7 +50,7 @@ MODEL_CONFIGURABLES = {
     "cascade_roi_heads": ("num_classes", "stage_kwargs", "branches"),
     "build_mask_branch": ("num_classes", "norm", "pooler_kwargs"),
     "build_keypoint_branch": ("num_classes", "head_norm", "pooler_kwargs"), "build_postprocessor": (),
-    "build_norm": ("kind", "name", "zero_init")}
+    "roi_pooler": (), "build_norm": ("kind", "name", "zero_init")}
 # Resolved inference settings read from the built MaskRCNN (attribute -> how to read it).
 _MODEL_ATTRIBUTES = {
     "num_classes": lambda m: m.num_classes,

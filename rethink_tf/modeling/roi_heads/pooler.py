@@ -5,10 +5,12 @@ ratio, levels, canonical size / level), so no branch borrows another's settings.
 FPN's (Detectron's defaults): level = floor(canonical_level + log2(sqrt(box area) / canonical_size)),
 clipped to [min_level, max_level] (rethink_tf.ops.roi_align).
 """
+import gin
 import keras
 from keras import ops
 
 from rethink_tf.ops import roi_align
+from rethink_tf.utils import validate
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
@@ -23,10 +25,13 @@ class RoIPooler(keras.layers.Layer):
       sampling_ratio: samples per bin and axis (2; Detectron's ROI_XFORM_SAMPLING_RATIO).
       min_level, max_level: pyramid levels boxes are assigned to (2, 5; 4, 4 for VGG-16).
       canonical_size, canonical_level: a canonical_size^2 box maps to canonical_level (224, 4).
+      level_mapping: "detectron" (eps inside the log) or "torchvision" (MultiScaleRoIAlign's eps 1e-6
+        after it) (rethink_tf.ops.roi_align.assign_levels). Sampling (aligned=False, 2 samples per
+        bin axis, 0 outside [-1, H]) is the same in both.
     """
 
     def __init__(self, output_size=7, sampling_ratio=2, min_level=2, max_level=5, canonical_size=224.0,
-                 canonical_level=4, **kwargs):
+                 canonical_level=4, level_mapping="detectron", **kwargs):
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         if min_level > max_level:
@@ -34,6 +39,9 @@ class RoIPooler(keras.layers.Layer):
         self.output_size, self.sampling_ratio = int(output_size), int(sampling_ratio)
         self.min_level, self.max_level = int(min_level), int(max_level)
         self.canonical_size, self.canonical_level = float(canonical_size), int(canonical_level)
+        if level_mapping not in roi_align.LEVEL_MAPPINGS:
+            raise ValueError(f"RoIPooler: level_mapping {level_mapping!r} is not one of {roi_align.LEVEL_MAPPINGS}")
+        self.level_mapping = level_mapping
         self.built = True  # no variables: Keras must not trace a call to build it
 
     @property
@@ -45,10 +53,29 @@ class RoIPooler(keras.layers.Layer):
         return roi_align.multilevel_roi_align(
             features, ops.stop_gradient(ops.cast(boxes, "float32")), self.output_size,
             sampling_ratio=self.sampling_ratio, min_level=self.min_level, max_level=self.max_level,
-            canonical_size=self.canonical_size, canonical_level=self.canonical_level)
+            canonical_size=self.canonical_size, canonical_level=self.canonical_level,
+            level_mapping=self.level_mapping)
 
     def get_config(self):
         return {**super().get_config(), "output_size": self.output_size,
                 "sampling_ratio": self.sampling_ratio, "min_level": self.min_level,
                 "max_level": self.max_level, "canonical_size": self.canonical_size,
-                "canonical_level": self.canonical_level}
+                "canonical_level": self.canonical_level, "level_mapping": self.level_mapping}
+
+
+def check_roi_pooler_arguments(args):
+    validate.integer("roi_pooler.sampling_ratio", args["sampling_ratio"], minimum=1)
+    if args["level_mapping"] not in roi_align.LEVEL_MAPPINGS:
+        validate.fail("roi_pooler.level_mapping", args["level_mapping"], f"one of {roi_align.LEVEL_MAPPINGS}")
+
+
+@gin.configurable
+def roi_pooler(sampling_ratio=2, level_mapping="detectron"):
+    """RoIPooler settings shared by every box stage and branch -> RoIPooler keyword arguments (the
+    model adds its levels).
+
+    Args (gin): sampling_ratio: samples per bin and axis (2: Detectron and torchvision alike);
+      level_mapping: "detectron" or "torchvision" (rethink_tf.ops.roi_align.assign_levels).
+    """
+    check_roi_pooler_arguments(locals())
+    return dict(sampling_ratio=sampling_ratio, level_mapping=level_mapping)
