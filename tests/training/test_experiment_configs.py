@@ -371,3 +371,75 @@ def test_experiment_file_parses(path):
         assert gin.query_parameter("experiment.train_source") is not None
     finally:
         gin.clear_config()
+
+
+# Narrow widths over any experiment file (the structure stays: depth's block kind, groups, norm kind, heads).
+TINY_WIDTHS = (
+    "build_backbone.base_width = 8", "build_backbone.blocks_per_stage = (1, 1, 1, 1)",
+    "build_backbone.vgg_width_multiplier = 0.0625", "build_fpn.num_channels = 16",
+    "conv_fc_box_head.conv_dim = 8", "conv_fc_box_head.fc_dim = 32", "fc_box_head.fc_dim = 32",
+    "build_mask_branch.conv_dim = 8", "build_rpn.pre_nms_topk_test = 50", "build_rpn.post_nms_topk_test = 20")
+
+
+def _tiny_model(path):
+    """(recipe, the file's model built through gin as `experiment` builds it, narrow widths bound on top)."""
+    from rethink_tf.modeling.factory import build_model
+
+    recipe, _ = _recipe(path)
+    tiny = list(TINY_WIDTHS) + (["build_backbone.width_per_group = 1"] if (recipe["groups"] or 1) > 1 else [])
+    gin.clear_config()
+    try:
+        config.parse([str(path)], tiny, finalize=False)
+        return recipe, build_model(num_classes=3)
+    finally:
+        gin.clear_config()
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_experiment_builds_its_model_at_a_tiny_width(path):
+    """The file's model at a narrow width has the recipe's parts: body kind, norm kind in every part, box
+    stages, mask branch, frozen early layers exactly when freeze_at > 0. Construction runs every builder's
+    checks; the variables are created in the slow test below (tracing costs seconds per model)."""
+    import keras
+
+    from rethink_tf.modeling.backbones.vgg import VGG16
+    from rethink_tf.modeling.norm import GroupNorm
+
+    recipe, model = _tiny_model(path)
+    layers = list(model._flatten_layers(include_self=False))
+    norms = {"gn": sum(isinstance(x, GroupNorm) for x in layers),
+             "syncbn": sum(isinstance(x, keras.layers.BatchNormalization) and x.synchronized for x in layers),
+             "bn": sum(isinstance(x, keras.layers.BatchNormalization) and not x.synchronized for x in layers)}
+    if recipe["norm"] in norms:
+        assert norms[recipe["norm"]] > 0 and sum(norms.values()) == norms[recipe["norm"]], norms
+    else:
+        assert sum(norms.values()) == 0, norms
+    assert isinstance(model.backbone, VGG16) == (recipe["backbone"] == "vgg16")
+    assert model.fpn is None if recipe["backbone"] == "vgg16" else model.fpn is not None
+    assert len(model.roi_heads.box_stages) == (3 if recipe["roi_heads"] == "cascade" else 1)
+    assert ("mask" in model.roi_heads.branches) == recipe["mask"]
+    frozen = [x.name for x in model.backbone._flatten_layers(include_self=False) if not x.trainable]
+    assert bool(frozen) == (recipe["freeze_at"] > 0), (frozen, recipe["freeze_at"])
+
+
+def _structures():
+    """One experiment file per distinct model structure (body, norm, RoI heads, mask, grouped convs, frozen)."""
+    seen = {}
+    for path in EXPERIMENTS:
+        recipe, _ = _recipe(path)
+        key = tuple(recipe[k] for k in ("backbone", "norm", "roi_heads", "mask", "groups", "freeze_at", "box_head"))
+        seen.setdefault(key, path)
+    return sorted(seen.values())
+
+
+@pytest.mark.slow
+def test_every_model_structure_creates_its_variables_at_a_tiny_width():
+    """build_networks (every variable, one pass on zeros) for one file of each distinct structure; about
+    3-8 s of tracing per ResNet model on a loaded 2-core machine, hence slow."""
+    for path in _structures():
+        recipe, model = _tiny_model(path)
+        model.build_networks(image_size=64)
+        assert model.backbone.weights and model.roi_heads.weights, path.name
+        frozen = len(model.backbone.weights) - len(model.backbone.trainable_weights)
+        moving = sum("moving_" in v.path for v in model.backbone.weights)  # BN statistics: never trainable
+        assert (frozen > moving) == (recipe["freeze_at"] > 0), (path.name, frozen, moving)
