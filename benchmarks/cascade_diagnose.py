@@ -1,7 +1,7 @@
 """Per-stage diagnosis of Cascade Mask R-CNN on a 2-image overfit (the setting of cascade_overfit.py).
 
     python benchmarks/cascade_diagnose.py --image_ids=438,143 [--steps=150] [--seed=0] [--arm=cascade]
-        [--deterministic] [--box_beta=0] [--binding='cascade_roi_heads.stage_ious=(0.5, 0.6, 0.7)']
+        [--size=128] [--deterministic] [--box_beta=0] [--binding='cascade_roi_heads.stage_ious=(0.5, 0.6, 0.7)']
 
 Trains one model as benchmarks/cascade_overfit.py does (same tiny model, data, optimizer, seeds) and
 prints, every --log_every steps and per box stage k, from that step's training RoIs:
