@@ -5,8 +5,8 @@ A single seed decides nothing (README.md, "Cascade Mask R-CNN and the switch": a
 with the seed), so the criteria are means over four seeds with margins about half the measured ones
 (AP75, and as the localization evidence AP 0.50:0.95 and AP90). The runs use op determinism
 (benchmarks/cascade_overfit.py --deterministic), and a run here repeated the sweep's figures exactly.
-About 4 minutes on 2 idle cores (extrapolated; 21 min measured with the machine's 2 cores shared by
-several jobs), so it runs with --run-slow (.ci/run does).
+5 min 5 s measured on 2 cores at load average ~2 (21 min under heavy sharing), so it runs with
+--run-slow (.ci/run does).
 """
 import json
 import os
