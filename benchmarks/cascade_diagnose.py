@@ -1,7 +1,7 @@
 """Per-stage diagnosis of Cascade Mask R-CNN on a 2-image overfit (the setting of cascade_overfit.py).
 
     python benchmarks/cascade_diagnose.py --image_ids=438,143 [--steps=150] [--seed=0] [--arm=cascade]
-        [--deterministic] [--box_beta=0] [--binding='cascade_roi_heads.stage_ious=(0.5, 0.6, 0.7)']
+        [--size=128] [--deterministic] [--box_beta=0] [--binding='cascade_roi_heads.stage_ious=(0.5, 0.6, 0.7)']
 
 Trains one model as benchmarks/cascade_overfit.py does (same tiny model, data, optimizer, seeds) and
 prints, every --log_every steps and per box stage k, from that step's training RoIs:
@@ -24,9 +24,9 @@ from absl import app, flags  # noqa: E402
 from keras import ops  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cascade_overfit import DATA, MODEL, SIZE  # noqa: E402
+from cascade_overfit import DATA, MODEL, ap_at_ious  # noqa: E402
 
-# --image_ids (default 142,623), --steps, --lr, --deterministic come from cascade_overfit.py.
+# --image_ids (default 142,623), --steps, --lr, --size, --deterministic come from cascade_overfit.py.
 flags.DEFINE_integer("seed", 0, "Seed (weights, sampling).")
 flags.DEFINE_integer("log_every", 25, "Print per-stage training statistics every this many steps.")
 flags.DEFINE_enum("arm", "cascade", ["cascade", "standard"], "RoI heads.")
@@ -114,8 +114,9 @@ def main(argv):
     instrument_stage_losses()
     source = CocoSource(DATA / "annotations" / "instances_train2017.json", DATA / "train2017")
     source.image_ids = [int(i) for i in FLAGS.image_ids]
-    dataset = build_dataset(source, training=False, global_batch_size=len(source.image_ids), eval_short_side=SIZE,
-                            max_size=SIZE, canvas_size=SIZE, max_instances=16, mask_crop_size=28)
+    dataset = build_dataset(source, training=False, global_batch_size=len(source.image_ids),
+                            eval_short_side=FLAGS.size, max_size=FLAGS.size, canvas_size=FLAGS.size,
+                            max_instances=16, mask_crop_size=28)
     batch = {k: v for k, v in next(iter(dataset)).items() if k != "gt_keypoints"}
     keras.utils.set_random_seed(FLAGS.seed)
     bindings = dict(MODEL)
@@ -157,10 +158,10 @@ def main(argv):
         if subset is not None:
             CascadeRoIHeads.predict_boxes = stage_subset_predict(*subset)
         eval_loop._PREDICT_FNS.clear()
-        metrics, _ = eval_loop.run_evaluation(model, dataset, evaluator)
+        eval_loop.run_evaluation(model, dataset, evaluator)
         CascadeRoIHeads.predict_boxes = original
-        bbox = metrics["bbox"]
-        print(f"eval {label:22s}: AP {bbox['AP']:.1f} AP50 {bbox['AP50']:.1f} AP75 {bbox['AP75']:.1f}", flush=True)
+        bbox = ap_at_ious(evaluator.coco_gt, evaluator.results, evaluator.image_ids)
+        print(f"eval {label:22s}: " + " ".join(f"{k} {v:.1f}" for k, v in bbox.items()), flush=True)
 
 
 if __name__ == "__main__":
