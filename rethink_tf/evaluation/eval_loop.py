@@ -139,3 +139,29 @@ def run_evaluation(model, dataset, evaluator, *, max_batches: int | None = None,
     if timings is not None:
         timings.update(seconds)
     return metrics, drawn
+
+
+def run_tta_evaluation(detector, dataset, evaluator, *, max_images: int | None = None):
+    """One pass of test-time-augmented inference over `dataset`, accumulated into `evaluator`, scored.
+
+    Args:
+      detector: a `rethink_tf.modeling.tta.TTADetector` (its `detect(image uint8 [h, w, 3])`).
+      dataset: tf.data.Dataset of decoded examples {"image": uint8 [h, w, 3], "image_id": int64}
+        (a source's `example_dataset(training=False, ...)`), one image at a time.
+      evaluator: a `CocoEvaluator` (reset here).
+      max_images: stop after this many images; None = the whole dataset.
+    Returns:
+      metrics {"bbox": {...}[, "segm": {...}]}.
+    """
+    evaluator.reset()
+    start, count = time.time(), 0
+    for example in dataset:
+        if max_images is not None and count >= max_images:
+            break
+        detections = {k: v.numpy() for k, v in detector.detect(example["image"]).items()}
+        image_info = detections.pop("image_info")
+        evaluator.update(detections, np.asarray(example["image_id"]).reshape(1), image_info)
+        count += 1
+    logging.info("Evaluated %d images with %d-variant test-time augmentation in %.1f s", count,
+                 len(detector.variants), time.time() - start)
+    return evaluator.evaluate()
