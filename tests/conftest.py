@@ -24,3 +24,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _gin_config_does_not_outlive_a_module():
+    """Clears gin's bindings after each test module: library entry points (model_dir.load_model,
+    config.parse) configure the process-wide gin state, which must not configure the next module's models."""
+    yield
+    import gin
+
+    gin.clear_config()

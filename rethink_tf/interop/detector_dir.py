@@ -35,7 +35,8 @@ def config_text(arch):
 def write_model_dir(arch, tensors, source, model_dir):
     """Builds the rethink_tf detector of `arch`, fills it from `tensors` ({name: numpy array}: a torchvision
     state dict) and writes `model_dir` (module docstring). Returns the ImportReport; WeightImportError
-    names the first tensor that is missing or does not fit."""
+    names the first tensor that is missing or does not fit. Uses the global gin configuration for the
+    build and clears it before and after."""
     from rethink_tf.interop.mapping import WeightMapper
     from rethink_tf.modeling.factory import build_model
     from rethink_tf.serving import model_dir as model_dir_lib
@@ -47,24 +48,27 @@ def write_model_dir(arch, tensors, source, model_dir):
     with open(config_path, "w") as f:
         f.write(text)
     gin.clear_config()
-    config.parse([config_path], [], finalize=False)
-    model = build_model(num_classes=torchvision_detection.NUM_CLASSES).build_networks(image_size=64)
-    mapper = WeightMapper(tensors, source)
-    torchvision_detection.map_detector(mapper, model)
-    report = mapper.finish(model)
+    try:
+        config.parse([config_path], [], finalize=False)
+        model = build_model(num_classes=torchvision_detection.NUM_CLASSES).build_networks(image_size=64)
+        mapper = WeightMapper(tensors, source)
+        torchvision_detection.map_detector(mapper, model)
+        report = mapper.finish(model)
 
-    categories = torchvision_detection.label_map()
-    with open(os.path.join(model_dir, model_dir_lib.LABEL_MAP_FILE), "w") as f:
-        json.dump({"source": "torchvision COCO (91 slots)", "categories": categories,
-                   "label_to_category_id": [0] + [c["id"] for c in categories]}, f, indent=1)
-    record = run_record.describe(model, [c["id"] for c in categories])
-    run_record.write(model_dir, record)
-    record_variable = run_record.checkpoint_variable()
-    record_variable.assign(run_record.to_json(record))
-    checkpointer = checkpointing.ModelCheckpointer(
-        model_dir, {"model_variables": checkpointing.model_trackable(model), run_record.RECORD_KEY: record_variable})
-    checkpointer.save(0)
-    model_dir_lib.write_inference_config(model_dir, model)
-    with open(os.path.join(model_dir, REPORT_FILE), "w") as f:
-        json.dump(report.to_json(), f, indent=1)
+        categories = torchvision_detection.label_map()
+        with open(os.path.join(model_dir, model_dir_lib.LABEL_MAP_FILE), "w") as f:
+            json.dump({"source": "torchvision COCO (91 slots)", "categories": categories,
+                       "label_to_category_id": [0] + [c["id"] for c in categories]}, f, indent=1)
+        record = run_record.describe(model, [c["id"] for c in categories])
+        run_record.write(model_dir, record)
+        record_variable = run_record.checkpoint_variable()
+        record_variable.assign(run_record.to_json(record))
+        checkpointer = checkpointing.ModelCheckpointer(
+            model_dir, {"model_variables": checkpointing.model_trackable(model), run_record.RECORD_KEY: record_variable})
+        checkpointer.save(0)
+        model_dir_lib.write_inference_config(model_dir, model)
+        with open(os.path.join(model_dir, REPORT_FILE), "w") as f:
+            json.dump(report.to_json(), f, indent=1)
+    finally:  # the import's bindings must not outlive it (they would configure the caller's next model)
+        gin.clear_config()
     return report
