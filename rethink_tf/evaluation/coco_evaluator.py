@@ -185,6 +185,15 @@ class CocoEvaluator:
                                               self.include_masks, self.mask_threshold, self.include_keypoints,
                                               self.mask_paste)
 
+    def _check_image_ids(self):
+        """Refuses an empty pass and image ids the ground truth does not have (naming the evaluator)."""
+        name = type(self).__name__
+        if not self.image_ids:
+            raise ValueError(f"{name}.evaluate: no images were evaluated")
+        unknown = self.image_ids - set(self.coco_gt.getImgIds())
+        if unknown:
+            raise ValueError(f"{name}: image ids not in the ground truth: {sorted(unknown)[:5]}")
+
     def write_results(self, path: str):
         """Writes the COCO results json (a list of result dicts) to `path`."""
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -193,11 +202,7 @@ class CocoEvaluator:
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """{"bbox": {AP, ...}[, "segm": {AP, ...}][, "keypoints": {AP, ...}]} over the images seen since `reset`."""
-        if not self.image_ids:
-            raise ValueError("CocoEvaluator.evaluate: no images were evaluated")
-        unknown = self.image_ids - set(self.coco_gt.getImgIds())
-        if unknown:
-            raise ValueError(f"CocoEvaluator: image ids not in the ground truth: {sorted(unknown)[:5]}")
+        self._check_image_ids()
         kinds = (("bbox",) + (("segm",) if self.include_masks else ())
                  + (("keypoints",) if self.include_keypoints else ()))
         self.reports = {kind: {} for kind in kinds}

@@ -23,8 +23,6 @@ the model through `coco_evaluator.detections_to_results`; `VocEvaluator` has Coc
 from __future__ import annotations
 
 import collections
-import json
-import os
 
 import numpy as np
 
@@ -154,11 +152,10 @@ def voc_metrics(coco_gt, results, image_ids=None, iou_threshold=IOU_THRESHOLD, r
     return {"mAP": float(np.mean([v[0] for v in defined])), "mAP_07": float(np.mean([v[1] for v in defined]))}
 
 
-class VocEvaluator:
-    """Accumulates detections over an evaluation pass, then scores them with the VOC metric.
-
-    Same interface as `coco_evaluator.CocoEvaluator` (reset / update / write_results / evaluate /
-    report_text); `evaluate` returns {"voc": {"mAP": ..., "mAP_07": ...}} (TensorBoard tags voc/mAP, ...).
+class VocEvaluator(coco_evaluator.CocoEvaluator):
+    """Accumulates detections over an evaluation pass (CocoEvaluator's reset / update / write_results,
+    boxes only), then scores them with the VOC metric: `evaluate` returns {"voc": {"mAP": ..., "mAP_07":
+    ...}} (TensorBoard tags voc/mAP, ...), `report_text` the AP per class.
 
     Args:
       coco_gt: the source's `coco_gt()` (original coordinates and category ids; difficult objects flagged).
@@ -167,36 +164,15 @@ class VocEvaluator:
     """
 
     def __init__(self, coco_gt, label_to_category_id, iou_threshold=IOU_THRESHOLD):
-        self.coco_gt = coco_gt
-        self.label_to_category_id = np.asarray(label_to_category_id, np.int64)
         self.iou_threshold = iou_threshold
-        self.include_masks = False
-        self.reset()
+        super().__init__(coco_gt, label_to_category_id, include_masks=False)
 
     def reset(self):
-        self.results: list[dict] = []
-        self.image_ids: set[int] = set()
+        super().reset()
         self.report: dict = {}
 
-    def update(self, detections: dict, image_ids, image_info):
-        """Adds one batch (numpy arrays; see `coco_evaluator.detections_to_results`)."""
-        image_ids = np.asarray(image_ids).reshape(-1)
-        self.image_ids.update(int(i) for i in image_ids if i >= 0)
-        self.results += coco_evaluator.detections_to_results(detections, image_ids, image_info,
-                                                             self.label_to_category_id, include_masks=False)
-
-    def write_results(self, path: str):
-        """Writes the detections as a COCO results json (continuous [x, y, w, h] boxes)."""
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(path, "w") as f:
-            json.dump(self.results, f)
-
     def evaluate(self) -> dict[str, dict[str, float]]:
-        if not self.image_ids:
-            raise ValueError("VocEvaluator.evaluate: no images were evaluated")
-        unknown = self.image_ids - set(self.coco_gt.getImgIds())
-        if unknown:
-            raise ValueError(f"VocEvaluator: image ids not in the ground truth: {sorted(unknown)[:5]}")
+        self._check_image_ids()
         self.report = {}
         return {"voc": voc_metrics(self.coco_gt, self.results, self.image_ids, self.iou_threshold, self.report)}
 
