@@ -21,12 +21,12 @@ from rethink_tf.ops.tracing import in_xla_context
 
 from rethink_tf.modeling.heads.keypoint_head import KeypointHead
 from rethink_tf.modeling.layers import deserialize, serialize
-from rethink_tf.modeling.roi_heads.pooler import RoIPooler
+from rethink_tf.modeling.roi_heads.pooler import PooledBranch, RoIPooler
 from rethink_tf.utils import validate
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
-class KeypointBranch(keras.layers.Layer):
+class KeypointBranch(PooledBranch):
     """Keypoint branch: boxes -> heatmap logits [B, R, S, S, K] (S = 4 x pooler size, K keypoints).
 
     Args:
@@ -60,15 +60,6 @@ class KeypointBranch(keras.layers.Layer):
     @property
     def num_keypoints(self):
         return self.head.get_config()["num_keypoints"]
-
-    def build_networks(self, channels, batch_size=1, dtype="float32"):
-        size = self.pooler.output_size
-        self.head(ops.zeros((batch_size, 1, size, size, channels), dtype), training=False)
-
-    def logits(self, features, boxes, training=None):
-        """Heatmap logits float32 [B, R, S, S, K] for boxes [B, R, 4] canvas pixels."""
-        pooled = self.pooler(features, boxes)
-        return ops.cast(self.head(ops.cast(pooled, self.compute_dtype), training=training), "float32")
 
     def losses(self, features, sampled, targets, training=True):
         """{"keypoint": float32 scalar} for the box stage's sampled RoIs.

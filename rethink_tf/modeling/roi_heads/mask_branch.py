@@ -16,12 +16,12 @@ from rethink_tf.ops.tracing import in_xla_context
 
 from rethink_tf.modeling.heads.mask_head import MaskHead
 from rethink_tf.modeling.layers import deserialize, serialize
-from rethink_tf.modeling.roi_heads.pooler import RoIPooler
+from rethink_tf.modeling.roi_heads.pooler import PooledBranch, RoIPooler
 from rethink_tf.utils import validate
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
-class MaskBranch(keras.layers.Layer):
+class MaskBranch(PooledBranch):
     """Mask branch: boxes -> per-class mask logits [B, R, M, M, K] (M = 2 x pooler size).
 
     Args:
@@ -47,15 +47,6 @@ class MaskBranch(keras.layers.Layer):
         self.pooler = pooler if pooler is not None else RoIPooler(14, name="mask_pooler")
         self.target_threshold = target_threshold
         self.max_fg = None if max_fg is None else int(max_fg)
-
-    def build_networks(self, channels, batch_size=1, dtype="float32"):
-        size = self.pooler.output_size
-        self.head(ops.zeros((batch_size, 1, size, size, channels), dtype), training=False)
-
-    def logits(self, features, boxes, training=None):
-        """Mask logits float32 [B, R, M, M, K] for boxes [B, R, 4] canvas pixels."""
-        pooled = self.pooler(features, boxes)
-        return ops.cast(self.head(ops.cast(pooled, self.compute_dtype), training=training), "float32")
 
     def losses(self, features, sampled, targets, training=True):
         """{"mask": float32 scalar} for the box stage's sampled RoIs.

@@ -79,3 +79,18 @@ def roi_pooler(sampling_ratio=2, level_mapping="detectron"):
     """
     check_roi_pooler_arguments(locals())
     return dict(sampling_ratio=sampling_ratio, level_mapping=level_mapping)
+
+
+class PooledBranch(keras.layers.Layer):
+    """Base of the RoI branches (mask, keypoint): `self.pooler` (a RoIPooler) feeds `self.head`."""
+
+    def build_networks(self, channels, batch_size=1, dtype="float32"):
+        """Creates the head's variables by running it on zeros of the pooled shape."""
+        size = self.pooler.output_size
+        self.head(ops.zeros((batch_size, 1, size, size, channels), dtype), training=False)
+
+    def logits(self, features, boxes, training=None):
+        """The head's output float32 [B, R, S, S, C] (mask: C = K classes; keypoint: C = K keypoints)
+        for boxes [B, R, 4] canvas pixels; the head runs in the compute dtype."""
+        pooled = self.pooler(features, boxes)
+        return ops.cast(self.head(ops.cast(pooled, self.compute_dtype), training=training), "float32")
