@@ -80,7 +80,7 @@ def main(argv):
     wall = time.perf_counter() - start
     seconds = dict(trainer.LAST_RUN["phase_seconds"])
     steady_steps = FLAGS.steps - 1
-    steady = sum(v for k, v in seconds.items() if k not in ("first_step", "evaluation"))
+    steady = sum(trainer.steady_seconds(seconds).values())
     images_per_s = steady_steps * FLAGS.batch / steady
     step_images_per_s = steady_steps * FLAGS.batch / seconds["step"]
     pipeline = time_pipeline(FLAGS.pipeline_batches)

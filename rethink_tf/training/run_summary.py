@@ -71,9 +71,9 @@ def _evaluation(model_dir: str, since: float) -> str:
 def time_split(phase_seconds: dict) -> str:
     """The training loop's wall time by phase (trainer.LOOP_PHASES seconds) as one line: the steady-state
     shares (what `trainer.step_share` divides) and the one-off first step and evaluations apart."""
-    from rethink_tf.training.trainer import format_duration
+    from rethink_tf.training.trainer import format_duration, steady_seconds
 
-    steady = {k: v for k, v in phase_seconds.items() if k not in ("first_step", "evaluation")}
+    steady = steady_seconds(phase_seconds)
     total = sum(steady.values())
     if total <= 0:
         return "no steps after the first"

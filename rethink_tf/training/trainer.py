@@ -108,13 +108,19 @@ LAST_RUN: dict = {}
 # update; the compiled step until its losses are on the host; waiting for the next batch; checkpoints;
 # evaluations; the rest (guards, logging, summaries).
 LOOP_PHASES = ("first_step", "step", "input", "checkpoint", "evaluation", "other")
+ONE_OFF_PHASES = ("first_step", "evaluation")  # left out of the steady-state loop's shares
+
+
+def steady_seconds(seconds: dict) -> dict:
+    """The steady-state part of `seconds` (by LOOP_PHASES): every phase but ONE_OFF_PHASES."""
+    return {k: v for k, v in seconds.items() if k not in ONE_OFF_PHASES}
 
 
 def step_share(seconds: dict) -> float:
     """Fraction of the steady-state loop's wall time (`seconds` by LOOP_PHASES) spent in the step:
     first step and evaluation left out (one-off, or a separate job's cost), checkpoints and input
     waits counted."""
-    steady = sum(v for k, v in seconds.items() if k not in ("first_step", "evaluation"))
+    steady = sum(steady_seconds(seconds).values())
     return seconds["step"] / steady if steady > 0 else float("nan")
 
 
