@@ -18,10 +18,14 @@ as in tests/interop/test_torchvision_detector_e2e.py, with random frozen-BN stat
 
 What is timed, float32, on random images with 7 boxes and masks per image (benchmarks/train_step.py's
 batch):
-- train: one SGD step on --batch images of --size x --size pixels. torchvision: model.train(),
-  its loss dict summed, backward, torch.optim.SGD(lr 0.02, momentum 0.9, weight decay 1e-4).step();
-  its resize is the identity (both see the same canvas; normalization stays in its transform). Ours:
-  the Trainer's compiled step (`Trainer.on_fixed_batch`: forward, backward, coupled L2, SGD momentum).
+- train: one SGD step on --batch images of --size x --size pixels, on copies of the two models.
+  torchvision: model.train(), its loss dict summed, backward, torch.optim.SGD(--lr, momentum 0.9,
+  weight decay 1e-4).step(); its resize is the identity (both see the same canvas; normalization stays
+  in its transform). Ours: the Trainer's compiled step (`Trainer.on_fixed_batch` at base LR --lr:
+  forward, backward, coupled L2, SGD momentum). The LR is 1e-4, not the paper's 0.02: from random
+  weights without warm-up both diverge to NaN within two steps at 0.02, and NaN boxes change the work
+  (torchvision skips what has no valid box); the step's cost does not depend on the LR. The last
+  step's summed losses are printed: they must be finite for the times to mean anything.
 - predict: seconds per image on one S x S uint8 image for each S in --predict_sizes, pasted masks
   included. torchvision: model.eval() under torch.no_grad() on the image (0..1 float, its transform
   normalizes; resize the identity as in training, so S x S stays S x S, as ours with short side S,
@@ -54,6 +58,8 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=3, help="timed calls per framework, task and round")
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op threads for both frameworks (default: their own, all cores)")
+    parser.add_argument("--lr", type=float, default=1e-4,
+                        help="SGD learning rate of both train steps (module docstring: why not 0.02)")
     parser.add_argument("--skip_train", action="store_true", help="time predict only")
     args = parser.parse_args()
     args.predict_sizes = [int(s) for s in args.predict_sizes.split(",") if s]
@@ -168,6 +174,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    from rethink_tf.interop import archs
     from rethink_tf.training.trainer import Trainer
     from train_step import make_batch
 
@@ -184,25 +191,36 @@ def main():
         tv_train_model, ours_train_model = copy.deepcopy(tv), our_model(tv)
         batch = make_batch(args.batch, args.size)
         tv_images, tv_targets = torch_targets(torch, batch)
+        # Ours gets the pixels torchvision's transform feeds its network (torchvision's normalization).
+        spec = archs.get_spec("torchvision", "resnet50")
+        batch["images"] = np.stack([(im.permute(1, 2, 0).numpy() * 255.0 - spec.pixel_mean) / spec.pixel_std
+                                    for im in tv_images]).astype(np.float32)
         tv_params = [p for p in tv_train_model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(tv_params, lr=0.02, momentum=0.9, weight_decay=1e-4)
+        optimizer = torch.optim.SGD(tv_params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+        last_loss = {}
 
         def tv_train():
             tv_train_model.train()
             losses = tv_train_model(tv_images, tv_targets)
             optimizer.zero_grad()
-            sum(losses.values()).backward()
+            total = sum(losses.values())
+            total.backward()
             optimizer.step()
+            last_loss["torchvision"] = float(total.detach())
+
+        def ours_train():
+            losses = step(fixed)
+            last_loss["ours"] = float(sum(v.numpy() for v in tf.nest.flatten(losses)))
 
         fixed = {k: tf.constant(v) for k, v in batch.items()}
         start = time.perf_counter()
         _, step = Trainer.on_fixed_batch(tempfile.mkdtemp(prefix="compare_torchvision_"), lambda: ours_train_model,
-                                         fixed, base_lr=0.02)
-        tf.nest.map_structure(lambda t: t.numpy(), step(fixed))
+                                         fixed, base_lr=args.lr)
+        ours_train()
         print(f"ours: first train step (trace + run) {time.perf_counter() - start:.1f} s", flush=True)
         tv_train()
         tasks[f"train step, batch {args.batch}, {args.size}x{args.size}"] = {
-            "ours": lambda: tf.nest.map_structure(lambda t: t.numpy(), step(fixed)), "torchvision": tv_train}
+            "ours": ours_train, "torchvision": tv_train}
 
     rng = np.random.default_rng(0)
     for size in args.predict_sizes:
@@ -243,6 +261,9 @@ def main():
     for name, by in times.items():
         o, t = statistics.median(by["ours"]), statistics.median(by["torchvision"])
         print(f"{name:40s} {o:9.3f} {t:12.3f} {o / t:12.2f}")
+    if not args.skip_train:
+        print(f"summed train losses after the last step (lr {args.lr:g}): ours {last_loss['ours']:.4g}, "
+              f"torchvision {last_loss['torchvision']:.4g}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """benchmarks/compare_torchvision.py runs end to end at a tiny size and prints both frameworks' times."""
+import math
 import os
 import re
 import subprocess
@@ -33,3 +34,6 @@ def test_compare_torchvision_prints_times_and_ratios():
         assert row, out
         ours_s, theirs_s, ratio = (float(v) for v in row.groups())
         assert ours_s > 0 and theirs_s > 0 and ratio == pytest.approx(ours_s / theirs_s, abs=0.01)
+    # The train times are of finite steps (NaN boxes would change the work).
+    losses = re.search(r"last step \(lr [^)]*\): ours (\S+), torchvision (\S+)$", out, re.M)
+    assert losses and all(math.isfinite(float(v)) for v in losses.groups()), out
