@@ -10,8 +10,9 @@ server would and times `serving_default` on one S x S uint8 image (batch 1), pas
 --gin_bindings change the built model (e.g. the 2fc box head of the frozen-BN baseline and of
 torchvision's Mask R-CNN). With --saved_model it times that SavedModel on S x S images as exported.
 
---batch lists batch sizes B: each timed call sends B different S x S images (one batched model call
-for B >= 2, see rethink_tf.serving.export_module) and the time is divided by B.
+--batch lists batch sizes B: each timed call sends B different S x S images and the time is divided by
+B; with a B >= 2 the export has `batch_images` (one batched model call for B >= 2 images, see
+rethink_tf.serving.export_module; a single image runs as without it).
 
 Prints one line per size and batch size: median and mean seconds per image over --iterations timed
 calls (after one warm-up call per batch size, which pays for graph optimization).
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
-def export_paper_model(size, export_dir, gin_bindings=()):
+def export_paper_model(size, export_dir, gin_bindings=(), batch_images=False):
     import gin
     from rethink_tf.data import preprocess
     from rethink_tf.training import config
@@ -47,7 +48,7 @@ def export_paper_model(size, export_dir, gin_bindings=()):
     inference = model_dir.InferenceConfig(
         short_side=size, max_size=size, landscape_canvas=landscape, portrait_canvas=portrait,
         pixel_mean=tuple(preprocess.PIXEL_MEAN), pixel_std=None)
-    module = saved_model.build_export_module(model, categories, inference)
+    module = saved_model.build_export_module(model, categories, inference, batch_images=batch_images)
     saved_model.save(module, export_dir, overwrite=True)
     params = sum(int(np.prod(v.shape)) for v in model.variables)
     return params
@@ -89,7 +90,7 @@ def main():
         else:
             export_dir = os.path.join(tempfile.mkdtemp(prefix="serving_latency_"), f"r50_{size}")
             start = time.perf_counter()
-            params = export_paper_model(size, export_dir, args.gin_bindings)
+            params = export_paper_model(size, export_dir, args.gin_bindings, batch_images=max(batches) > 1)
             note = (f"R50-FPN GN Mask R-CNN {' '.join(args.gin_bindings)}, "
                     f"{params / 1e6:.1f} M parameters, canvas "
                     f"{int(math.ceil(size / 32) * 32)}, export {time.perf_counter() - start:.0f} s")

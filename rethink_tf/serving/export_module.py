@@ -45,15 +45,20 @@ the canvas of its orientation as in evaluation (landscape, h <= w: `landscape_ca
 `portrait_canvas`; see `rethink_tf.data.preprocess.canvas_shapes`). Each image is first padded to the
 L x L square holding both canvases (L = their longer side); the model sees the top-left crop of that
 square, which is exactly the canvas the input pipeline builds (the padding is zero).
-- B = 1 (and B = 0): the model call is a tf.cond between two calls with static shapes [1, H, W, 3],
-  one per canvas.
-- B >= 2: the images are grouped by canvas and each group goes through the model as one batch
+- by default, and for B = 1 (and B = 0) always: one model call per image, a tf.cond between two
+  calls with static shapes [1, H, W, 3], one per canvas.
+- with `batch_images=True` (`python -m rethink_tf.export --batch_images`), B >= 2: the images are
+  grouped by canvas and each group goes through the model as one batch
   [N, H, W, 3] (N unknown when exported; every model layer treats images independently), then the
   outputs are put back in input order. A batch of same-size images (serving_default's [B, H, W, C])
   is one group: one model call for B images. Each image's outputs equal those of a call with that
   image alone up to float32 rounding (oneDNN blocks batched convolutions differently: ~1e-5 px on
   boxes, ~1e-6 on scores); labels and counts match, and a pasted mask pixel can flip only where its
   probability is within rounding of mask_threshold. Memory grows with B: send a few images per call.
+  The batched call is a second trace of the model per canvas: the export takes about twice as long
+  and the loaded SavedModel needs more memory, which is why it is a choice. On the 2-core CPU it was
+  measured on it did not pay: per image, B = 4 took as long as B = 1 within noise (R50-FPN at 512 px,
+  benchmarks/serving_latency.py --batch=1,4); one image already keeps every core busy there.
 
 With a `tta_detector` (`python -m rethink_tf.export --tta`) a fourth signature `serving_tta(images)`
 takes what `serving_default` takes, checks the same input limits (those of the base eval size) and
@@ -113,6 +118,7 @@ class DetectionExportModule(tf.Module):
                  channel_order: str = "rgb",
                  paste_masks: bool = True,
                  mask_threshold: float = 0.5,
+                 batch_images: bool = False,
                  tta_detector=None,
                  name: str = "detection_export"):
         """
@@ -127,6 +133,9 @@ class DetectionExportModule(tf.Module):
                 only; preprocess.input_normalization).
             paste_masks: also output masks pasted at the original image size.
             mask_threshold: probability at which pasted masks are binarized.
+            batch_images: run batches of B >= 2 images through the model one call per canvas
+                (module docstring); costs a second model trace per canvas (export about twice as
+                long, more memory when loaded).
             tta_detector: a `rethink_tf.modeling.tta.TTADetector` of `model` for the `serving_tta`
                 signature, or None.
         """
@@ -176,12 +185,13 @@ class DetectionExportModule(tf.Module):
                                                     input_signature=[canvas_spec, info_spec]))
         example = self._run_model_fn.value.get_concrete_function().structured_outputs
         self._output_spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in example.items()}
-        # The batched model call per canvas (batches of B >= 2, see _detect), traced once each.
+        # With batch_images, the batched model call per canvas (B >= 2, see _detect), traced once each.
+        self._batch_images = bool(batch_images)
         self._run_batch_fns = {
             canvas: _Untracked(tf.function(
                 self._run_batch, input_signature=[tf.TensorSpec([None, *canvas, 3], tf.float32),
                                                   tf.TensorSpec([None, 4, 2], tf.float32)]))
-            for canvas in set(self._canvases.values())}
+            for canvas in set(self._canvases.values())} if self._batch_images else {}
         for fn in self._run_batch_fns.values():
             fn.value.get_concrete_function()
         self._tta = None if tta_detector is None else _Untracked(tta_detector)
@@ -249,6 +259,7 @@ class DetectionExportModule(tf.Module):
                 "pixel_std": None if self._pixel_std is None else list(self._pixel_std),
                 "channel_order": self._channel_order,
                 "paste_masks": self._paste_masks, "mask_threshold": self._mask_threshold,
+                "batch_images": self._batch_images,
                 "min_image_side": MIN_IMAGE_SIDE,
                 "min_resized_side": min(MIN_RESIZED_SIDE, self._short_side),
                 "outputs": sorted(self._output_names()),
@@ -359,8 +370,11 @@ class DetectionExportModule(tf.Module):
         return self._detect_fn.value(canvases, image_info)
 
     def _detect(self, canvases, image_info):
-        """Runs the model (one image: its static-shape call; more: one call per canvas on the
-        images of that canvas), maps labels to category ids and pastes masks if asked."""
+        """Runs the model (one static-shape call per image; with batch_images, B >= 2 images: one
+        call per canvas on the images of that canvas), maps labels to category ids and pastes masks
+        if asked."""
+        if not self._batch_images:
+            return self._finish(self._detect_one_by_one(canvases, image_info), image_info)
         outputs = tf.cond(tf.shape(canvases)[0] <= 1,
                           lambda: self._detect_one_by_one(canvases, image_info),
                           lambda: self._detect_batched(canvases, image_info))

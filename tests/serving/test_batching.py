@@ -1,4 +1,5 @@
-"""A batch through the SavedModel gives each image what a call with that image alone gives.
+"""A batch through a SavedModel exported with batch_images gives each image what a call with that image
+alone gives.
 
 Batches of two or more images run the model once per canvas on the images of that canvas (one
 batched call) instead of once per image; a single image keeps its static-shape call. Both are the
@@ -16,9 +17,18 @@ from rethink_tf.data import preprocess
 from serving_fixtures import coco_image_paths
 
 
+# An export of its own (~20 s idle, ~50 s on the loaded 2 cores) and first calls of two signatures.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
-def loaded(exported):
-    return tf.saved_model.load(exported)
+def loaded(tiny_model, tmp_path_factory):
+    """The tiny model's SavedModel with batch_images, loaded."""
+    from rethink_tf.serving import saved_model
+    model, categories, inference = tiny_model
+    module = saved_model.build_export_module(model, categories, inference, batch_images=True)
+    assert module.config()["batch_images"]
+    return tf.saved_model.load(saved_model.save(module, str(tmp_path_factory.mktemp("batched") / "export")))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +74,6 @@ def test_batch_of_equal_size_images_equals_one_by_one(loaded, coco_images):
     assert not np.array_equal(singles[0]["detection_boxes"], singles[1]["detection_boxes"])
 
 
-@pytest.mark.slow  # ~10 s on the loaded 2 cores: the image_bytes signature's first call
 def test_mixed_orientations_batch_per_canvas_and_keep_input_order(loaded, coco_images):
     """image_bytes of different sizes: portrait and landscape images interleaved go through their
     own canvas's batched call and come back in input order."""
