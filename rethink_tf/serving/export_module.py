@@ -57,8 +57,9 @@ square, which is exactly the canvas the input pipeline builds (the padding is ze
   probability is within rounding of mask_threshold. Memory grows with B: send a few images per call.
   The batched call is a second trace of the model per canvas: the export takes about twice as long
   and the loaded SavedModel needs more memory, which is why it is a choice. On the 2-core CPU it was
-  measured on it did not pay: per image, B = 4 took as long as B = 1 within noise (R50-FPN at 512 px,
-  benchmarks/serving_latency.py --batch=1,4); one image already keeps every core busy there.
+  measured on it gained little: per image, B = 4 was 0-10 % faster than B = 1, within the run-to-run
+  noise (R50-FPN at 512 px, benchmarks/serving_latency.py --batch=1,4); one image already keeps
+  every core busy there.
 
 With a `tta_detector` (`python -m rethink_tf.export --tta`) a fourth signature `serving_tta(images)`
 takes what `serving_default` takes, checks the same input limits (those of the base eval size) and
