@@ -1,6 +1,6 @@
 """Latency of the exported SavedModel per image on this machine's CPU.
 
-    python benchmarks/serving_latency.py [--sizes=512,800] [--iterations=5] [--saved_model=OUT]
+    python benchmarks/serving_latency.py [--sizes=512,800] [--batch=1,4] [--iterations=5] [--saved_model=OUT]
 
 Without --saved_model it builds the paper's detector (build_model defaults: R50-FPN GN Mask R-CNN,
 80 classes, untrained weights: latency does not depend on the weights because every shape is
@@ -10,8 +10,12 @@ server would and times `serving_default` on one S x S uint8 image (batch 1), pas
 --gin_bindings change the built model (e.g. the 2fc box head of the frozen-BN baseline and of
 torchvision's Mask R-CNN). With --saved_model it times that SavedModel on S x S images as exported.
 
-Prints one line per size: median and mean seconds per image over --iterations timed calls (after
-one warm-up call, which pays for graph optimization).
+--batch lists batch sizes B: each timed call sends B different S x S images and the time is divided by
+B; with a B >= 2 the export has `batch_images` (one batched model call for B >= 2 images, see
+rethink_tf.serving.export_module; a single image runs as without it).
+
+Prints one line per size and batch size: median and mean seconds per image over --iterations timed
+calls (after one warm-up call per batch size, which pays for graph optimization).
 """
 import argparse
 import math
@@ -28,7 +32,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
-def export_paper_model(size, export_dir, gin_bindings=()):
+def export_paper_model(size, export_dir, gin_bindings=(), batch_images=False):
     import gin
     from rethink_tf.data import preprocess
     from rethink_tf.training import config
@@ -44,37 +48,40 @@ def export_paper_model(size, export_dir, gin_bindings=()):
     inference = model_dir.InferenceConfig(
         short_side=size, max_size=size, landscape_canvas=landscape, portrait_canvas=portrait,
         pixel_mean=tuple(preprocess.PIXEL_MEAN), pixel_std=None)
-    module = saved_model.build_export_module(model, categories, inference)
+    module = saved_model.build_export_module(model, categories, inference, batch_images=batch_images)
     saved_model.save(module, export_dir, overwrite=True)
     params = sum(int(np.prod(v.shape)) for v in model.variables)
     return params
 
 
-def time_saved_model(export_dir, size, iterations):
-    loaded = tf.saved_model.load(export_dir)
-    serve = loaded.signatures["serving_default"]
-    image = tf.constant(np.random.default_rng(0).integers(0, 256, (1, size, size, 3), np.uint8))
+def time_saved_model(serve, size, batch, iterations):
+    """(first call s, [seconds per image of each timed call]) for `serve` on batches of `batch`
+    S x S images."""
+    images = tf.constant(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), np.uint8))
     start = time.perf_counter()
-    out = serve(images=image)
+    _ = {k: v.numpy() for k, v in serve(images=images).items()}
     warmup = time.perf_counter() - start
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
-        out = serve(images=image)
-        _ = {k: v.numpy() for k, v in out.items()}
-        times.append(time.perf_counter() - start)
+        _ = {k: v.numpy() for k, v in serve(images=images).items()}
+        times.append((time.perf_counter() - start) / batch)
     return warmup, times
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="512,800", help="comma-separated image sides (pixels)")
+    parser.add_argument("--batch", default="1", help="comma-separated batch sizes (images per call)")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--saved_model", default=None, help="time this SavedModel instead")
     parser.add_argument("--gin_bindings", action="append", default=[],
                         help="bindings for the built model, e.g. 'build_model.box_head = \"2fc\"'")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    batches = [int(b) for b in args.batch.split(",")]
+    if min(batches) < 1:
+        parser.error(f"--batch: batch sizes must be >= 1, got {args.batch}")
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s), load average "
           f"{os.getloadavg()[0]:.1f}")
     for size in sizes:
@@ -83,14 +90,16 @@ def main():
         else:
             export_dir = os.path.join(tempfile.mkdtemp(prefix="serving_latency_"), f"r50_{size}")
             start = time.perf_counter()
-            params = export_paper_model(size, export_dir, args.gin_bindings)
+            params = export_paper_model(size, export_dir, args.gin_bindings, batch_images=max(batches) > 1)
             note = (f"R50-FPN GN Mask R-CNN {' '.join(args.gin_bindings)}, "
                     f"{params / 1e6:.1f} M parameters, canvas "
                     f"{int(math.ceil(size / 32) * 32)}, export {time.perf_counter() - start:.0f} s")
-        warmup, times = time_saved_model(export_dir, size, args.iterations)
-        print(f"{size}x{size}: median {statistics.median(times):.3f} s/image, mean "
-              f"{statistics.mean(times):.3f} s (n={len(times)}, first call {warmup:.1f} s) [{note}]",
-              flush=True)
+        serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+        for batch in batches:
+            warmup, times = time_saved_model(serve, size, batch, args.iterations)
+            print(f"{size}x{size} batch {batch}: median {statistics.median(times):.3f} s/image, mean "
+                  f"{statistics.mean(times):.3f} s (n={len(times)}, first call {warmup:.1f} s) [{note}]",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -40,12 +40,26 @@ and when the model has a keypoint branch (`build_model.keypoints = True`):
 - `detection_keypoints`: float32 [B, D, K, 3] (K = 17 for COCO persons), (x, y, score) per keypoint,
   x / y in original image pixels, score the heatmap logit at the keypoint; empty slots 0.
 
-Images in a batch are preprocessed one by one (tf.map_fn), so their sizes may differ; the model runs
-on one image at a time, on the canvas of the image's orientation as in evaluation (landscape, h <= w:
-`landscape_canvas`; portrait: `portrait_canvas`; see `rethink_tf.data.preprocess.canvas_shapes`). Each
-image is first padded to the L x L square holding both canvases (L = their longer side) and the
-model call is a tf.cond between two calls with static shapes [1, H, W, 3], each on the top-left
-crop of that square, which is exactly the canvas the input pipeline builds (the padding is zero).
+Images in a batch are preprocessed one by one (tf.map_fn), so their sizes may differ; each runs on
+the canvas of its orientation as in evaluation (landscape, h <= w: `landscape_canvas`; portrait:
+`portrait_canvas`; see `rethink_tf.data.preprocess.canvas_shapes`). Each image is first padded to the
+L x L square holding both canvases (L = their longer side); the model sees the top-left crop of that
+square, which is exactly the canvas the input pipeline builds (the padding is zero).
+- by default, and for B = 1 (and B = 0) always: one model call per image, a tf.cond between two
+  calls with static shapes [1, H, W, 3], one per canvas.
+- with `batch_images=True` (`python -m rethink_tf.export --batch_images`), B >= 2: the images are
+  grouped by canvas and each group goes through the model as one batch
+  [N, H, W, 3] (N unknown when exported; every model layer treats images independently), then the
+  outputs are put back in input order. A batch of same-size images (serving_default's [B, H, W, C])
+  is one group: one model call for B images. Each image's outputs equal those of a call with that
+  image alone up to float32 rounding (oneDNN blocks batched convolutions differently: ~1e-5 px on
+  boxes, ~1e-6 on scores); labels and counts match, and a pasted mask pixel can flip only where its
+  probability is within rounding of mask_threshold. Memory grows with B: send a few images per call.
+  The batched call is a second trace of the model per canvas: the export takes about twice as long
+  and the loaded SavedModel needs more memory, which is why it is a choice. On the 2-core CPU it was
+  measured on it gained little: per image, B = 4 was 0-10 % faster than B = 1, within the run-to-run
+  noise (R50-FPN at 512 px, benchmarks/serving_latency.py --batch=1,4); one image already keeps
+  every core busy there.
 
 With a `tta_detector` (`python -m rethink_tf.export --tta`) a fourth signature `serving_tta(images)`
 takes what `serving_default` takes, checks the same input limits (those of the base eval size) and
@@ -105,6 +119,7 @@ class DetectionExportModule(tf.Module):
                  channel_order: str = "rgb",
                  paste_masks: bool = True,
                  mask_threshold: float = 0.5,
+                 batch_images: bool = False,
                  tta_detector=None,
                  name: str = "detection_export"):
         """
@@ -119,6 +134,9 @@ class DetectionExportModule(tf.Module):
                 only; preprocess.input_normalization).
             paste_masks: also output masks pasted at the original image size.
             mask_threshold: probability at which pasted masks are binarized.
+            batch_images: run batches of B >= 2 images through the model one call per canvas
+                (module docstring); costs a second model trace per canvas (export about twice as
+                long, more memory when loaded).
             tta_detector: a `rethink_tf.modeling.tta.TTADetector` of `model` for the `serving_tta`
                 signature, or None.
         """
@@ -168,6 +186,15 @@ class DetectionExportModule(tf.Module):
                                                     input_signature=[canvas_spec, info_spec]))
         example = self._run_model_fn.value.get_concrete_function().structured_outputs
         self._output_spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in example.items()}
+        # With batch_images, the batched model call per canvas (B >= 2, see _detect), traced once each.
+        self._batch_images = bool(batch_images)
+        self._run_batch_fns = {
+            canvas: _Untracked(tf.function(
+                self._run_batch, input_signature=[tf.TensorSpec([None, *canvas, 3], tf.float32),
+                                                  tf.TensorSpec([None, 4, 2], tf.float32)]))
+            for canvas in set(self._canvases.values())} if self._batch_images else {}
+        for fn in self._run_batch_fns.values():
+            fn.value.get_concrete_function()
         self._tta = None if tta_detector is None else _Untracked(tta_detector)
         if tta_detector is not None:  # traced once here (both orientations), reused by serving_tta
             self._tta_fn = _Untracked(tf.function(
@@ -233,6 +260,7 @@ class DetectionExportModule(tf.Module):
                 "pixel_std": None if self._pixel_std is None else list(self._pixel_std),
                 "channel_order": self._channel_order,
                 "paste_masks": self._paste_masks, "mask_threshold": self._mask_threshold,
+                "batch_images": self._batch_images,
                 "min_image_side": MIN_IMAGE_SIDE,
                 "min_resized_side": min(MIN_RESIZED_SIDE, self._short_side),
                 "outputs": sorted(self._output_names()),
@@ -322,6 +350,11 @@ class DetectionExportModule(tf.Module):
         return tf.cond(preprocess.is_portrait(image_info[0, 0], image_info[0, 1]),
                        lambda: on(portrait), lambda: on(landscape))
 
+    def _run_batch(self, canvases, image_info):
+        """Images of one canvas: canvases [N, h, w, 3], image_info [N, 4, 2] -> the model's
+        outputs [N, ...] from one model call (N unknown when traced)."""
+        return self.model({"images": canvases, "image_info": image_info}, training=False)
+
     def detect(self, canvases, image_info):
         """Preprocessed batch -> detections: the part shared by the three signatures.
 
@@ -338,10 +371,40 @@ class DetectionExportModule(tf.Module):
         return self._detect_fn.value(canvases, image_info)
 
     def _detect(self, canvases, image_info):
-        """Runs the model per image and maps labels to category ids; pastes masks if asked."""
-        outputs = tf.map_fn(lambda args: self._run_model_fn.value(*args), (canvases, image_info),
-                            fn_output_signature=self._output_spec, parallel_iterations=1)
+        """Runs the model (one static-shape call per image; with batch_images, B >= 2 images: one
+        call per canvas on the images of that canvas), maps labels to category ids and pastes masks
+        if asked."""
+        if not self._batch_images:
+            return self._finish(self._detect_one_by_one(canvases, image_info), image_info)
+        outputs = tf.cond(tf.shape(canvases)[0] <= 1,
+                          lambda: self._detect_one_by_one(canvases, image_info),
+                          lambda: self._detect_batched(canvases, image_info))
+        outputs = {k: tf.ensure_shape(v, [None, *self._output_spec[k].shape]) for k, v in outputs.items()}
         return self._finish(outputs, image_info)
+
+    def _detect_one_by_one(self, canvases, image_info):
+        """[B, L, L, 3] squares -> the model's outputs [B, ...], one static [1, h, w, 3] call each."""
+        return tf.map_fn(lambda args: self._run_model_fn.value(*args), (canvases, image_info),
+                         fn_output_signature=self._output_spec, parallel_iterations=1)
+
+    def _detect_batched(self, canvases, image_info):
+        """[B, L, L, 3] squares -> the model's outputs [B, ...] in input order: the images of each
+        canvas (orientation) go through the model as one batch, cropped to that canvas."""
+        portrait = preprocess.is_portrait(image_info[:, 0, 0], image_info[:, 0, 1])
+        landscape_hw, portrait_hw = self._canvases["landscape"], self._canvases["portrait"]
+        groups = ([(landscape_hw, tf.ones_like(portrait))] if landscape_hw == portrait_hw else
+                  [(landscape_hw, tf.logical_not(portrait)), (portrait_hw, portrait)])
+        indices, parts = [], []
+        for (h, w), member in groups:
+            index = tf.cast(tf.where(member)[:, 0], tf.int32)
+            fn = self._run_batch_fns[(h, w)].value
+            group_canvases = tf.gather(canvases, index)[:, :h, :w]
+            group_info = tf.gather(image_info, index)
+            empty = {k: tf.zeros([0, *spec.shape], spec.dtype) for k, spec in self._output_spec.items()}
+            parts.append(tf.cond(tf.size(index) > 0, lambda: fn(group_canvases, group_info),
+                                 lambda: empty))
+            indices.append(index)
+        return {k: tf.dynamic_stitch(indices, [part[k] for part in parts]) for k in self._output_spec}
 
     def _finish(self, outputs, image_info):
         """The model's detections [B, ...] (labels, original pixels) -> the signatures' outputs."""

@@ -18,7 +18,7 @@ def build_export_module(model, categories, inference_config, tta=None, **kwargs)
         categories: [{"id", "name"}] for labels 1..K (DIR/label_map.json).
         inference_config: a `model_dir.InferenceConfig`.
         tta: a `rethink_tf.modeling.tta.TestTimeAugmentation` to also export `serving_tta`, or None.
-        **kwargs: `paste_masks`, `mask_threshold` (see DetectionExportModule).
+        **kwargs: `paste_masks`, `mask_threshold`, `batch_images` (see DetectionExportModule).
     """
     return DetectionExportModule(
         model, category_ids=[c["id"] for c in categories],

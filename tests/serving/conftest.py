@@ -47,6 +47,10 @@ def tiny_run(tiny_model, tmp_path_factory):
     model, _, _ = tiny_model
     run = str(tmp_path_factory.mktemp("run"))
     write_run(run, model)
+    # The inference config is read from gin, which tests/conftest.py clears after each module: parse
+    # the tiny bindings again (the first module to need this run may come after another module).
+    gin.clear_config()
+    config.parse([], TINY_BINDINGS, finalize=False)
     model_dir.write_inference_config(run, model)
     return run
 

@@ -1,5 +1,6 @@
 """A keypoint model's SavedModel outputs detection_keypoints [B, D, 17, 3] as the Keras model computes
 them (original pixels), and `Detector` returns and draws them."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -15,6 +16,9 @@ def test_saved_model_outputs_keypoints_like_keras(tiny_model, tmp_path):
     from rethink_tf.modeling.factory import build_model_from_bindings
     from rethink_tf.serving import saved_model
     _, _, inference = tiny_model  # the serving tests' parsed configuration and preprocessing
+    # Seeded: with unseeded random weights a keypoint heatmap's two top cells could tie within float
+    # round-off in some runs and the argmax flip between Keras and the SavedModel (seen once: 11 px).
+    keras.utils.set_random_seed(0)
     model = build_model_from_bindings(1, {"build_keypoint_branch.num_convs": 1,
                                           "build_keypoint_branch.conv_dim": 16}, mask=False, keypoints=True)
     model.build_networks()

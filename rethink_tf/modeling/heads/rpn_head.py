@@ -34,8 +34,11 @@ class RPNHead(keras.layers.Layer):
         for level, x in features.items():
             h = self.conv(x)
             b = ops.shape(h)[0]
-            logits[level] = ops.reshape(self.objectness(h), (b, -1))
-            deltas[level] = ops.reshape(self.deltas(h), (b, -1, 4))
+            # A_l = H * W * anchors spelled out: with a dynamic batch (serving), -1 would leave A_l
+            # unknown, and the proposal top-k needs it static.
+            anchors = -1 if None in h.shape[1:3] else h.shape[1] * h.shape[2] * self.num_anchors
+            logits[level] = ops.reshape(self.objectness(h), (b, anchors))
+            deltas[level] = ops.reshape(self.deltas(h), (b, anchors, 4))
         return logits, deltas
 
     def get_config(self):
