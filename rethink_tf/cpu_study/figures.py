@@ -105,16 +105,19 @@ def _pyplot():
         return None
 
 
+def _save(plt, fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def draw_figure1(out_dir: str, plt) -> str:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     _plot_schedules(ax, out_dir, _detection_runs(1), evaluations, "bbox AP (synthetic val, 500 images)")
     ax.set_title("Schedules 2x-6x from random init and from the pre-trained backbone")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = os.path.join(out_dir, "figure1_schedules.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, os.path.join(out_dir, "figure1_schedules.png"))
 
 
 def draw_figure2(out_dir: str) -> str:
@@ -140,11 +143,7 @@ def draw_figure3(out_dir: str, plt) -> str:
             axes[-1].plot([], [], " ", label=f"{LABELS[run.arm]}: val AP {ap:.1f}")
     axes[-1].set_title(f"{plan.SUBSETS[smallest]} images: training loss")
     axes[-1].legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "figure3_small_data.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, os.path.join(out_dir, "figure3_small_data.png"))
 
 
 def results_markdown(out_dir: str) -> str:
