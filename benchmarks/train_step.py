@@ -15,9 +15,14 @@ warm-up step that traces/compiles), every timed step, the warm-up times, the tra
 alone; with --xla also the XLA compile time, warm-up - trace - one step), and peak_rss_mb (peak
 resident memory of the process). The roofline (benchmarks/roofline.py): train_gflop, the step's
 convolution and matmul work (forward and gradients) counted from its graph traced with static shapes
-(the XLA paths; exact for --xla, an upper bound in graph mode, whose mask head runs on only as many
-RoI slots as the batch's most-foreground image needs instead of all 128 per image); train_gflops_per_s =
-train_gflop / train_step_s; matmul_ceiling_gflops_per_s, a 2048^3 matmul in the policy's compute dtype
+(the XLA paths), with each RoI branch's slot count (`max_fg`) set to what the timed mode runs: all
+128 per image under --xla; in graph mode only as many as the batch's most-foreground image needs at
+that step's weights (the steps train at LR 0.02, so the proposals and their foreground move from step
+to step). Before each timed graph-mode step (outside its timing) one eager forward counts those slots
+(`branch_slots`); the step's FLOPs are linear in them (`FlopModel`, from two traces per branch).
+train_gflop is the mean over the timed steps, `roi_branch_slots_per_image` lists each step's count,
+and train_gflops_per_s = the timed steps' FLOPs / their time; matmul_ceiling_gflops_per_s, a 2048^3
+matmul in the policy's compute dtype
 measured in this process; and their ratio, fraction_of_ceiling. The batch is the input pipeline's (rethink_tf.data.input_pipeline): random image content, 7 instances per image (COCO's
 average) in M = 100 slots, 112x112 box-cropped masks; COCO's 80 classes.
 """
@@ -73,19 +78,21 @@ def make_batch(batch_size, size, num_instances=7, max_instances=100, mask_size=1
             "gt_is_crowd": np.zeros((batch_size, max_instances), bool), "gt_masks": masks}
 
 
-def _timed(fn, arg, steps):
-    """-> (trace s, warm-up s (trace + first run, and XLA compilation), median s, every step's s)."""
+def _timed(fn, arg, steps, probe=None):
+    """-> (trace s, warm-up s (trace + first run, and XLA compilation), median s, every step's s,
+    probe() before each timed step, outside its timing (None without a probe))."""
     start = time.perf_counter()
     fn.get_concrete_function(arg)  # tracing only (under jit_compile XLA compiles on the first call)
     trace = time.perf_counter() - start
     tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
     warmup = time.perf_counter() - start
-    times = []
+    times, probes = [], []
     for _ in range(steps):
+        probes.append(probe() if probe else None)
         start = time.perf_counter()
         tf.nest.map_structure(lambda t: t.numpy(), fn(arg))
         times.append(time.perf_counter() - start)
-    return trace, warmup, statistics.median(times), [round(t, 2) for t in times]
+    return trace, warmup, statistics.median(times), [round(t, 2) for t in times], probes
 
 
 def canvas_of(f):
@@ -116,25 +123,77 @@ def build_steps(f, jit_compile):
     return model, batch, train_step, predict_step, trainer
 
 
-def train_step_gflop(trainer, batch):
-    """GFLOP of one training step (roofline.count_flops) from the Trainer's step traced (not run) with
-    jit_compile=True, whose shapes are all static."""
+def branch_slots(model, batch):
+    """{branch name: RoI slots per image} that graph mode runs each RoI branch's head on in training:
+    the `rois` width its `logits` receives in one eager forward of `batch` (eager takes graph mode's
+    data-dependent paths)."""
+    seen = {}
+    classes = {type(branch) for branch in model.roi_heads.branches.values()}
+    originals = {cls: cls.logits for cls in classes}
+
+    def spy(original):
+        def logits(self, features, rois, *args, **kwargs):
+            seen[self.name] = int(rois.shape[1])
+            return original(self, features, rois, *args, **kwargs)
+        return logits
+
+    try:
+        for cls in classes:
+            cls.logits = spy(originals[cls])
+        model(batch, training=True)
+    finally:
+        for cls, original in originals.items():
+            cls.logits = original
+    return seen
+
+
+def _traced_gflop(trainer, batch, slots):
+    """(GFLOP, uncounted op names) of the Trainer's step traced (not run) with jit_compile=True, whose
+    shapes are all static, with each RoI branch's max_fg set from `slots` {branch name: slots}."""
+    branches = trainer.model.roi_heads.branches.values()
+    saved = {branch.name: branch.max_fg for branch in branches}
     jit = trainer.jit_compile
     trainer.jit_compile = True
     try:
+        for branch in branches:
+            branch.max_fg = slots.get(branch.name, branch.max_fg)
         concrete = trainer._build_train_step().get_concrete_function(batch)
     finally:
         trainer.jit_compile = jit
+        for branch in branches:
+            branch.max_fg = saved[branch.name]
     count = roofline.count_flops(concrete)
     return count["flops"] / 1e9, count["unknown"]
+
+
+class FlopModel:
+    """GFLOP of one training step as a function of each RoI branch's slots per image: the step at every
+    branch's max_fg (the XLA path) less, per branch, the GFLOP of one slot (from a second trace at one
+    slot) times the slots graph mode skips. Exact: the branches' work is linear in their slot count."""
+
+    def __init__(self, trainer, batch):
+        self.max_slots = {b.name: b.max_fg for b in trainer.model.roi_heads.branches.values()}
+        self.full, self.uncounted = _traced_gflop(trainer, batch, {})
+        self.per_slot = {}
+        for name, top in self.max_slots.items():
+            fewer, _ = _traced_gflop(trainer, batch, {name: 1})
+            self.per_slot[name] = (self.full - fewer) / (top - 1)
+
+    def __call__(self, slots=None):
+        return self.full - sum(self.per_slot[name] * (top - (slots or {}).get(name, top))
+                               for name, top in self.max_slots.items())
 
 
 def main(_):
     f = flags.FLAGS
     model, batch, train_step, predict_step, trainer = build_steps(f, jit_compile=f.xla)
-    train_trace, train_warmup, train_s, train_times = _timed(train_step, batch, f.steps)
-    predict_trace, predict_warmup, predict_s, predict_times = _timed(predict_step, batch, f.steps)
-    gflop, uncounted = train_step_gflop(trainer, batch)
+    probe = None if f.xla else (lambda: branch_slots(model, batch))
+    train_trace, train_warmup, train_s, train_times, slots = _timed(train_step, batch, f.steps, probe)
+    predict_trace, predict_warmup, predict_s, predict_times, _ = _timed(predict_step, batch, f.steps)
+    flop_model = FlopModel(trainer, batch)
+    step_gflop = [flop_model(s) for s in slots]
+    gflop, uncounted = statistics.mean(step_gflop), flop_model.uncounted
+    gflops_per_s = sum(step_gflop) / sum(train_times)
     ceiling = roofline.matmul_ceiling("bfloat16" if f.dtype_policy == "mixed_bfloat16" else
                                       "float16" if f.dtype_policy == "mixed_float16" else "float32")
     print(json.dumps({
@@ -150,8 +209,9 @@ def main(_):
         # Every timed step: on this shared machine single steps of one run vary by up to 30%.
         "train_step_times_s": train_times, "predict_step_times_s": predict_times,
         "train_gflop": round(gflop, 1), "uncounted_ops": uncounted,
-        "train_gflops_per_s": round(gflop / train_s, 1), "matmul_ceiling_gflops_per_s": round(ceiling, 1),
-        "fraction_of_ceiling": round(gflop / train_s / ceiling, 3),
+        "roi_branch_slots_per_image": [s or flop_model.max_slots for s in slots],
+        "train_gflops_per_s": round(gflops_per_s, 1), "matmul_ceiling_gflops_per_s": round(ceiling, 1),
+        "fraction_of_ceiling": round(gflops_per_s / ceiling, 3),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "num_params": int(sum(np.prod(v.shape) for v in model.weights)),
     }), flush=True)
