@@ -3,8 +3,10 @@
     python benchmarks/serving_latency.py [--sizes=512,800] [--batch=1,4] [--iterations=5] [--saved_model=OUT]
 
 Without --saved_model it builds the paper's detector (build_model defaults: R50-FPN GN Mask R-CNN,
-80 classes, untrained weights: latency does not depend on the weights because every shape is
-static — 1000 proposals, 100 detection slots, masks for all of them), exports it once per size S
+80 classes, untrained weights, with `build_postprocessor.score_threshold = 0` unless --gin_bindings
+set it: untrained scores are all near 1/81, below the 0.05 threshold, and the RoI branches run on the
+kept detections only, so the default would time an empty mask head; at 0 every image keeps all 100
+detection slots, each a mask to predict and paste, as the worst case of a trained model). It exports it once per size S
 with eval short side S, max size S and a canvas of S rounded up to 32, reloads the SavedModel as a
 server would and times `serving_default` on one S x S uint8 image (batch 1), pasted masks included.
 --gin_bindings change the built model (e.g. the 2fc box head of the frozen-BN baseline and of
@@ -15,7 +17,8 @@ B; with a B >= 2 the export has `batch_images` (one batched model call for B >= 
 rethink_tf.serving.export_module; a single image runs as without it).
 
 Prints one line per size and batch size: median and mean seconds per image over --iterations timed
-calls (after one warm-up call per batch size, which pays for graph optimization).
+calls (after one warm-up call per batch size, which pays for graph optimization) and the detections
+per image of the last call.
 """
 import argparse
 import math
@@ -55,8 +58,8 @@ def export_paper_model(size, export_dir, gin_bindings=(), batch_images=False):
 
 
 def time_saved_model(serve, size, batch, iterations):
-    """(first call s, [seconds per image of each timed call]) for `serve` on batches of `batch`
-    S x S images."""
+    """(first call s, [seconds per image of each timed call], detections per image of the last call)
+    for `serve` on batches of `batch` S x S images."""
     images = tf.constant(np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), np.uint8))
     start = time.perf_counter()
     _ = {k: v.numpy() for k, v in serve(images=images).items()}
@@ -64,9 +67,9 @@ def time_saved_model(serve, size, batch, iterations):
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
-        _ = {k: v.numpy() for k, v in serve(images=images).items()}
+        outputs = {k: v.numpy() for k, v in serve(images=images).items()}
         times.append((time.perf_counter() - start) / batch)
-    return warmup, times
+    return warmup, times, float(np.mean(outputs["num_detections"]))
 
 
 def main():
@@ -90,15 +93,19 @@ def main():
         else:
             export_dir = os.path.join(tempfile.mkdtemp(prefix="serving_latency_"), f"r50_{size}")
             start = time.perf_counter()
-            params = export_paper_model(size, export_dir, args.gin_bindings, batch_images=max(batches) > 1)
-            note = (f"R50-FPN GN Mask R-CNN {' '.join(args.gin_bindings)}, "
+            bindings = list(args.gin_bindings)
+            if not any(b.replace(" ", "").startswith("build_postprocessor.score_threshold=") for b in bindings):
+                bindings.insert(0, "build_postprocessor.score_threshold = 0.0")
+            params = export_paper_model(size, export_dir, bindings, batch_images=max(batches) > 1)
+            note = (f"R50-FPN GN Mask R-CNN {'; '.join(bindings)}, "
                     f"{params / 1e6:.1f} M parameters, canvas "
                     f"{int(math.ceil(size / 32) * 32)}, export {time.perf_counter() - start:.0f} s")
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]
         for batch in batches:
-            warmup, times = time_saved_model(serve, size, batch, args.iterations)
+            warmup, times, detections = time_saved_model(serve, size, batch, args.iterations)
             print(f"{size}x{size} batch {batch}: median {statistics.median(times):.3f} s/image, mean "
-                  f"{statistics.mean(times):.3f} s (n={len(times)}, first call {warmup:.1f} s) [{note}]",
+                  f"{statistics.mean(times):.3f} s (n={len(times)}, first call {warmup:.1f} s, "
+                  f"{detections:.0f} detections per image) [{note}]",
                   flush=True)
 
 
