@@ -22,9 +22,12 @@ to step). Before each timed graph-mode step (outside its timing) one eager forwa
 (`branch_slots`); the step's FLOPs are linear in them (`FlopModel`, from two traces per branch).
 train_gflop is the mean over the timed steps, `roi_branch_slots_per_image` lists each step's count,
 and train_gflops_per_s = the timed steps' FLOPs / their time; matmul_ceiling_gflops_per_s, a 2048^3
-matmul in the policy's compute dtype
-measured in this process; and their ratio, fraction_of_ceiling. The batch is the input pipeline's (rethink_tf.data.input_pipeline): random image content, 7 instances per image (COCO's
-average) in M = 100 slots, 112x112 box-cropped masks; COCO's 80 classes.
+matmul in the policy's compute dtype measured in this process; and their ratio, fraction_of_ceiling.
+predict_gflop_all_detections: the predict step's work with the RoI branches on all 100 detection
+slots per image, the most a trained model's predict does (untrained weights keep none, so the timed
+predict step is not comparable with it). The batch is the input pipeline's
+(rethink_tf.data.input_pipeline): random image content, 7 instances per image (COCO's average) in
+M = 100 slots, 112x112 box-cropped masks; COCO's 80 classes.
 """
 import json
 import os
@@ -166,6 +169,15 @@ def _traced_gflop(trainer, batch, slots):
     return count["flops"] / 1e9, count["unknown"]
 
 
+def predict_step_gflop(model, batch):
+    """GFLOP of the predict step traced (not run) with jit_compile=True: the RoI branches on all D
+    detection slots (graph mode runs them on the kept detections only, so this is its upper bound,
+    reached by a model that keeps D detections per image)."""
+    fn = tf.function(lambda b: model({"images": b["images"], "image_info": b["image_info"]}, training=False),
+                     jit_compile=True)
+    return roofline.count_flops(fn.get_concrete_function(batch))["flops"] / 1e9
+
+
 class FlopModel:
     """GFLOP of one training step as a function of each RoI branch's slots per image: the step at every
     branch's max_fg (the XLA path) less, per branch, the GFLOP of one slot (from a second trace at one
@@ -209,6 +221,7 @@ def main(_):
         # Every timed step: on this shared machine single steps of one run vary by up to 30%.
         "train_step_times_s": train_times, "predict_step_times_s": predict_times,
         "train_gflop": round(gflop, 1), "uncounted_ops": uncounted,
+        "predict_gflop_all_detections": round(predict_step_gflop(model, batch), 1),
         "roi_branch_slots_per_image": [s or flop_model.max_slots for s in slots],
         "train_gflops_per_s": round(gflops_per_s, 1), "matmul_ceiling_gflops_per_s": round(ceiling, 1),
         "fraction_of_ceiling": round(gflops_per_s / ceiling, 3),
