@@ -188,8 +188,9 @@ class FlopModel:
         self.full, self.uncounted = _traced_gflop(trainer, batch, {})
         self.per_slot = {}
         for name, top in self.max_slots.items():
-            fewer, _ = _traced_gflop(trainer, batch, {name: 1})
-            self.per_slot[name] = (self.full - fewer) / (top - 1)
+            # With one slot graph mode runs that slot too (it never runs fewer than one).
+            fewer = _traced_gflop(trainer, batch, {name: 1})[0] if top > 1 else self.full
+            self.per_slot[name] = (self.full - fewer) / max(top - 1, 1)
 
     def __call__(self, slots=None):
         return self.full - sum(self.per_slot[name] * (top - (slots or {}).get(name, top))
