@@ -123,15 +123,17 @@ def test_component_bindings_apply_and_are_recorded(clean_gin):
 
 
 def test_a_run_directory_from_before_the_move_reads_the_same_configuration(clean_gin, tmp_path):
-    """official_runs/quickstart (trained with the flat build_model) parses in the new names, and the rebuilt
-    model's record equals its run_config.json field for field (old names mapped to the new ones)."""
+    """A quickstart run directory written at af9659e, when every model binding was a build_model argument
+    (its config.gin and run_config.json, kept in tests/modeling/old_run_af9659e/ since official_runs/quickstart
+    was re-run at e6d7b37), parses in the new names, and the rebuilt model's record equals its
+    run_config.json field for field (old names mapped to the new ones)."""
     import json
     import pathlib
     import shutil
 
     from rethink_tf.serving import model_dir
     from rethink_tf.training import run_record
-    run = pathlib.Path(__file__).parents[2] / "official_runs" / "quickstart"
+    run = pathlib.Path(__file__).parent / "old_run_af9659e"
     shutil.copy(run / "config.gin", tmp_path / "config.gin")
     recorded = json.loads((run / "run_config.json").read_text())["fields"]
     model_dir.parse_config(str(tmp_path))
