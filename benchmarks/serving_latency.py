@@ -12,6 +12,9 @@ server would and times `serving_default` on one S x S uint8 image (batch 1), pas
 --gin_bindings change the built model (e.g. the 2fc box head of the frozen-BN baseline and of
 torchvision's Mask R-CNN). With --saved_model it times that SavedModel on S x S images as exported.
 
+--mixed_precision=mixed_bfloat16 exports the model computing in bfloat16, as `rethink_tf.export
+--mixed_precision=mixed_bfloat16` does.
+
 --batch lists batch sizes B: each timed call sends B different S x S images and the time is divided by
 B; with a B >= 2 the export has `batch_images` (one batched model call for B >= 2 images, see
 rethink_tf.serving.export_module; a single image runs as without it).
@@ -78,6 +81,8 @@ def main():
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (images per call)")
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--saved_model", default=None, help="time this SavedModel instead")
+    parser.add_argument("--mixed_precision", default=None,
+                        help="'mixed_bfloat16': export as `rethink_tf.export --mixed_precision` does")
     parser.add_argument("--gin_bindings", action="append", default=[],
                         help="bindings for the built model, e.g. 'build_model.box_head = \"2fc\"'")
     args = parser.parse_args()
@@ -96,8 +101,10 @@ def main():
             bindings = list(args.gin_bindings)
             if not any(b.replace(" ", "").startswith("build_postprocessor.score_threshold=") for b in bindings):
                 bindings.insert(0, "build_postprocessor.score_threshold = 0.0")
-            params = export_paper_model(size, export_dir, bindings, batch_images=max(batches) > 1)
-            note = (f"R50-FPN GN Mask R-CNN {'; '.join(bindings)}, "
+            from rethink_tf.utils import precision
+            with precision.inference_policy(args.mixed_precision, "--mixed_precision"):
+                params = export_paper_model(size, export_dir, bindings, batch_images=max(batches) > 1)
+            note = (f"R50-FPN GN Mask R-CNN {'; '.join(bindings)}, {args.mixed_precision or 'float32'}, "
                     f"{params / 1e6:.1f} M parameters, canvas "
                     f"{int(math.ceil(size / 32) * 32)}, export {time.perf_counter() - start:.0f} s")
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]

@@ -32,23 +32,36 @@ flags.DEFINE_bool("batch_images", False, "Run batches of 2+ images through the m
                   "(same-orientation images together) instead of one call per image; exports take about "
                   "twice as long (rethink_tf.serving.export_module).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing SavedModel in --export_dir.")
+flags.DEFINE_string("mixed_precision", None, "'mixed_bfloat16': the SavedModel computes in bfloat16 (float32 "
+                    "variables, boxes, scores and masks; rethink_tf/utils/precision.py). Default: float32.")
 flags.DEFINE_bool("tta", False, "Also export the signature serving_tta (test-time augmentation).")
 FLAGS = flags.FLAGS
 
 
 def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=True,
-           mask_threshold=None, overwrite=False, tta=False, batch_images=False):
+           mask_threshold=None, overwrite=False, tta=False, batch_images=False, mixed_precision=None):
     """Rebuilds, restores and exports a run's model; returns export_dir.
 
     tta: also export `serving_tta` with the bound TestTimeAugmentation (after `gin_bindings`).
     batch_images: batched model calls for B >= 2 images (DetectionExportModule).
+    mixed_precision: None (float32) or "mixed_bfloat16" (`rethink_tf.utils.precision`).
     """
-    from rethink_tf.serving import model_dir as model_dir_lib
-    from rethink_tf.serving import saved_model
+    from rethink_tf.utils import precision
 
+    precision.check_inference_policy(mixed_precision, "--mixed_precision")
     if os.path.exists(os.path.join(export_dir, "saved_model.pb")) and not overwrite:
         # Checked before the (slow) rebuild; saved_model.save checks again.
         raise FileExistsError(f"{export_dir} already holds a SavedModel (pass --overwrite to replace it)")
+    with precision.inference_policy(mixed_precision, "--mixed_precision"):
+        return _export(model_dir, export_dir, checkpoint, gin_bindings, paste_masks, mask_threshold,
+                       overwrite, tta, batch_images, mixed_precision)
+
+
+def _export(model_dir, export_dir, checkpoint, gin_bindings, paste_masks, mask_threshold, overwrite, tta,
+            batch_images, mixed_precision):
+    from rethink_tf.serving import model_dir as model_dir_lib
+    from rethink_tf.serving import saved_model
+
     model, categories, inference, checkpoint = model_dir_lib.load_model(
         model_dir, checkpoint, gin_bindings)
     logging.info("Restored %s (%d classes); eval resize short side %d, max %d, canvases %s / %s",
@@ -70,7 +83,8 @@ def export(model_dir, export_dir, checkpoint=None, gin_bindings=(), paste_masks=
                      metadata={"model_dir": os.path.abspath(model_dir),
                                "checkpoint": os.path.abspath(checkpoint),
                                "run_fingerprint": recorded["fingerprint"] if recorded else None,
-                               "gin_bindings": list(gin_bindings)})
+                               "gin_bindings": list(gin_bindings),
+                               "mixed_precision": mixed_precision})
     logging.info("Wrote SavedModel to %s", export_dir)
     return export_dir
 
@@ -85,7 +99,8 @@ def main(argv):
 
     cli.check_output_dir("export_dir", FLAGS.export_dir)
     export(FLAGS.model_dir, FLAGS.export_dir, FLAGS.checkpoint, FLAGS.gin_bindings,
-           FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite, FLAGS.tta, FLAGS.batch_images)
+           FLAGS.paste_masks, FLAGS.mask_threshold, FLAGS.overwrite, FLAGS.tta, FLAGS.batch_images,
+           FLAGS.mixed_precision)
 
 
 def run():

@@ -20,6 +20,7 @@ import re
 import time
 
 import gin
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -229,6 +230,9 @@ def evaluate_and_record(model, source, model_dir: str, step: int, samples: dict,
         f.write(f"Evaluation at step {step} on {len(evaluator.image_ids)} images of {source.name}"
                 f"{' (test-time augmentation)' if tta is not None else ''}; checkpoint {checkpoint}\n"
                 f"{evaluator.report_text()}\n")
+    policy = keras.mixed_precision.global_policy().name
+    if policy != "float32":  # a mixed-precision run, or `evaluate --mixed_precision`
+        extra["dtype_policy"] = policy
     record = {"step": int(step), "checkpoint": checkpoint, "eval_source": source.name,
               "num_eval_images": len(evaluator.image_ids), "wall_time": time.time(),
               **{f"{k}_seen": float(v) for k, v in samples.items()}, **extra, **metrics}
