@@ -57,7 +57,7 @@ def schedule_curve(out_dir: str, run: plan.StudyRun, values) -> list:
     return sorted({**parent, **{s: v for s, v in own.items() if s > run.branch_step}}.items())
 
 
-def final_table(out_dir: str, runs, metric: str = "bbox/AP") -> list:
+def final_table(out_dir: str, runs) -> list:
     """Rows {"name", "arm", "subset", "multiplier", "steps", "bbox", "segm"} of the runs that finished."""
     rows = []
     for run in runs:
@@ -70,6 +70,11 @@ def final_table(out_dir: str, runs, metric: str = "bbox/AP") -> list:
 
 def _detection_runs(finding, subset=None):
     return [r for r in plan.study_runs() if r.finding == finding and r.subset == subset]
+
+
+def _longest_runs() -> dict:
+    """{arm: name} of finding 1's longest runs, the ones the shorter schedules branch from."""
+    return {r.arm: r.name for r in _detection_runs(1) if not r.branch_of}
 
 
 def _plot_schedules(ax, out_dir, runs, values, ylabel):
@@ -121,7 +126,7 @@ def draw_figure1(out_dir: str, plt) -> str:
 
 
 def draw_figure2(out_dir: str) -> str:
-    longest = {arm: f"{arm}_{max(plan.SCHEDULES)}x" for arm in plan.ARMS}
+    longest = _longest_runs()
     data = figure2.figure2_data(os.path.join(out_dir, longest["pretrained"]), os.path.join(out_dir, longest["scratch"]))
     labels = {"pretrained": "pre-training + fine-tuning", "scratch": "random init"}
     return figure2.plot(data, labels, "bbox/AP", os.path.join(out_dir, "figure2_samples.png"))
@@ -186,10 +191,8 @@ def draw_all(out_dir: str) -> list:
     plt = _pyplot()
     if plt is None:
         return paths
-    names = {r.name for r in plan.study_runs()}
-    have = {n for n in names if os.path.isfile(os.path.join(out_dir, n, "metrics.jsonl"))}
     paths.append(draw_figure1(out_dir, plt))
-    if {f"{arm}_{max(plan.SCHEDULES)}x" for arm in plan.ARMS} <= have:
+    if all(os.path.isfile(os.path.join(out_dir, name, "metrics.jsonl")) for name in _longest_runs().values()):
         paths.append(draw_figure2(out_dir))
     paths.append(draw_figure3(out_dir, plt))
     return paths
