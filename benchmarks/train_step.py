@@ -169,13 +169,12 @@ def _traced_gflop(trainer, batch, slots):
     return count["flops"] / 1e9, count["unknown"]
 
 
-def predict_step_gflop(model, batch):
-    """GFLOP of the predict step traced (not run) with jit_compile=True: the RoI branches on all D
-    detection slots (graph mode runs them on the kept detections only, so this is its upper bound,
+def predict_step_gflop(predict_step, batch):
+    """GFLOP of `predict_step` (build_steps') traced (not run) with jit_compile=True: the RoI branches on
+    all D detection slots (graph mode runs them on the kept detections only, so this is its upper bound,
     reached by a model that keeps D detections per image)."""
-    fn = tf.function(lambda b: model({"images": b["images"], "image_info": b["image_info"]}, training=False),
-                     jit_compile=True)
-    return roofline.count_flops(fn.get_concrete_function(batch))["flops"] / 1e9
+    traced = tf.function(predict_step.python_function, jit_compile=True).get_concrete_function(batch)
+    return roofline.count_flops(traced)["flops"] / 1e9
 
 
 class FlopModel:
@@ -222,7 +221,7 @@ def main(_):
         # Every timed step: on this shared machine single steps of one run vary by up to 30%.
         "train_step_times_s": train_times, "predict_step_times_s": predict_times,
         "train_gflop": round(gflop, 1), "uncounted_ops": uncounted,
-        "predict_gflop_all_detections": round(predict_step_gflop(model, batch), 1),
+        "predict_gflop_all_detections": round(predict_step_gflop(predict_step, batch), 1),
         "roi_branch_slots_per_image": [s or flop_model.max_slots for s in slots],
         "train_gflops_per_s": round(gflops_per_s, 1), "matmul_ceiling_gflops_per_s": round(ceiling, 1),
         "fraction_of_ceiling": round(gflops_per_s / ceiling, 3),
