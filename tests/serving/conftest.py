@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from rethink_tf.training import config  # noqa: E402
-from serving_fixtures import CATEGORIES, TINY_BINDINGS, write_run  # noqa: E402
+from serving_fixtures import CATEGORIES, TINY_BINDINGS, export_run, write_run  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +59,4 @@ def tiny_run(tiny_model, tmp_path_factory):
 def exported(tiny_run, tmp_path_factory):
     """SavedModel path, written the way users do: `tiny_run` exported by `rethink_tf.export.export`,
     which rebuilds the model from config.gin and restores the checkpoint."""
-    from rethink_tf import export
-    path = str(tmp_path_factory.mktemp("export") / "saved_model")
-    try:
-        export.export(tiny_run, path)
-    finally:  # export re-parses config.gin; leave gin as the other fixtures expect it
-        gin.clear_config()
-        config.parse([], TINY_BINDINGS, finalize=False)
-    return path
+    return export_run(tiny_run, str(tmp_path_factory.mktemp("export") / "saved_model"))

@@ -45,3 +45,17 @@ def write_run(model_dir, checkpoint_model=None):
         return ModelCheckpointer(
             model_dir, {"model_variables": model_trackable(checkpoint_model)}).save(7)
     return None
+
+
+def export_run(run, path, **kwargs):
+    """`rethink_tf.export.export(run, path, **kwargs)`; export re-parses the run's config.gin, so gin is
+    left after it as the tiny fixtures expect it (TINY_BINDINGS, not finalized)."""
+    import gin
+
+    from rethink_tf import export
+    from rethink_tf.training import config
+    try:
+        return export.export(run, path, **kwargs)
+    finally:
+        gin.clear_config()
+        config.parse([], TINY_BINDINGS, finalize=False)

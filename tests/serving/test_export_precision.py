@@ -4,25 +4,14 @@ refused naming the flag."""
 import json
 import os
 
-import gin
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from rethink_tf.training import config
 from rethink_tf.utils import validate
-from serving_fixtures import TINY_BINDINGS
-
-
-def _export(run, path, **kwargs):
-    from rethink_tf import export
-    try:
-        return export.export(run, path, **kwargs)
-    finally:  # export re-parses config.gin; leave gin as the other fixtures expect it
-        gin.clear_config()
-        config.parse([], TINY_BINDINGS, finalize=False)
+from serving_fixtures import export_run
 
 
 def _dtypes_in_functions(path):
@@ -43,7 +32,7 @@ def _dtypes_in_functions(path):
 def bf16_export(tiny_run, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("export_bf16") / "saved_model")
     before = keras.mixed_precision.global_policy().name
-    _export(tiny_run, path, mixed_precision="mixed_bfloat16")
+    export_run(tiny_run, path, mixed_precision="mixed_bfloat16")
     assert keras.mixed_precision.global_policy().name == before  # restored after the export
     return path
 
@@ -62,7 +51,7 @@ def test_bfloat16_export_computes_in_bfloat16_with_the_float32_signature(bf16_ex
 
 def test_an_unknown_precision_is_refused_naming_the_flag(tiny_run, tmp_path):
     with pytest.raises(validate.ConfigError, match="--mixed_precision"):
-        _export(tiny_run, str(tmp_path / "out"), mixed_precision="mixed_float16")
+        export_run(tiny_run, str(tmp_path / "out"), mixed_precision="mixed_float16")
     assert not os.path.exists(tmp_path / "out")
 
 
