@@ -1,7 +1,7 @@
 """This package against torchvision's Mask R-CNN at equal architecture, alternating both in one process.
 
     python benchmarks/compare_torchvision.py [--size=512] [--batch=2] [--predict_sizes=512,800]
-        [--rounds=2] [--steps=3] [--threads=N]
+        [--rounds=2] [--steps=3] [--threads=N] [--precision=float32|bfloat16]
 
 Needs torch and torchvision (the `interop` extra); only this benchmark and the tests import them.
 
@@ -16,7 +16,7 @@ predictor's class biases get std 2 on both so that ~100 detections per image pas
 threshold, as with a trained model (random weights give none and torchvision would skip its mask head;
 as in tests/interop/test_torchvision_detector_e2e.py, with random frozen-BN statistics and head biases).
 
-What is timed, float32, on random images with 7 boxes and masks per image (benchmarks/train_step.py's
+What is timed, in --precision, on random images with 7 boxes and masks per image (benchmarks/train_step.py's
 batch):
 - train: one SGD step on --batch images of --size x --size pixels, on copies of the two models.
   torchvision: model.train(), its loss dict summed, backward, torch.optim.SGD(--lr, momentum 0.9,
@@ -31,6 +31,12 @@ batch):
   normalizes; resize the identity as in training, so S x S stays S x S, as ours with short side S,
   max S; its postprocess pastes the masks). Ours: the exported SavedModel's serving_default on the
   uint8 image (resize, normalization, model, pasting).
+--precision=bfloat16 compares the two at equal precision, both computing in bfloat16 with float32
+weights: torchvision's forward (and, in training, its losses) under torch.autocast("cpu",
+dtype=torch.bfloat16), which runs its convolutions and linear layers in bfloat16 and the ops on
+autocast's float32 list in float32; ours built under Keras's mixed_bfloat16 policy (the
+Trainer's `mixed_precision`, and `export --mixed_precision=mixed_bfloat16` for the SavedModel), which
+keeps boxes, RoIAlign, GroupNorm statistics, scores and mask probabilities in float32.
 Warm-up (tracing, graph optimization, export) happens before the rounds. Each round runs ours then
 torchvision (odd rounds) or torchvision then ours (even rounds), --steps timed calls each; the table
 gives the median over all rounds' calls and the ratio ours / torchvision (< 1: ours is faster).
@@ -61,6 +67,8 @@ def parse_args():
     parser.add_argument("--lr", type=float, default=1e-4,
                         help="SGD learning rate of both train steps (module docstring: why not 0.02)")
     parser.add_argument("--skip_train", action="store_true", help="time predict only")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="compute precision of both frameworks (module docstring)")
     args = parser.parse_args()
     args.predict_sizes = [int(s) for s in args.predict_sizes.split(",") if s]
     if args.size % 32 or args.size < 64:
@@ -103,7 +111,8 @@ def torchvision_model(torch, torchvision):
 
 
 def our_model(tv_model):
-    """The equal-architecture MaskRCNN of this package with tv_model's weights."""
+    """The equal-architecture MaskRCNN of this package with tv_model's weights, computing in Keras's
+    global dtype policy."""
     from rethink_tf.interop import torchvision_detection
     from rethink_tf.interop.mapping import WeightMapper
     from rethink_tf.modeling.factory import build_model_from_bindings
@@ -134,6 +143,17 @@ def torch_targets(torch, batch):
                         "labels": torch.from_numpy(batch["gt_classes"][b][keep].astype("int64")),
                         "masks": masks})
     return images, targets
+
+
+def conv_output_dtype(tv_model, call):
+    """The dtype of tv_model's stem convolution output during call() (autocast's effect, observed)."""
+    seen = []
+    hook = tv_model.backbone.body.conv1.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    try:
+        call()
+    finally:
+        hook.remove()
+    return str(seen[0]).replace("torch.", "")
 
 
 def timed(fn, steps):
@@ -181,14 +201,19 @@ def main():
     print(f"TensorFlow {tf.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}; "
           f"{os.cpu_count()} CPU(s), threads tf {args.threads or 'default'} / torch {torch.get_num_threads()}; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    from rethink_tf.utils import precision
+
+    policy = "mixed_bfloat16" if args.precision == "bfloat16" else None
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=policy is not None)  # noqa: E731
     tv = torchvision_model(torch, torchvision)
-    ours = our_model(tv)
+    with precision.inference_policy(policy, "--precision"):
+        ours = our_model(tv)
     tasks = {}  # name -> {"ours": fn, "torchvision": fn}, each fn one timed call (warm)
 
     if not args.skip_train:
         # The training steps change their models' weights: they get copies, so that predict keeps
         # the weights that detect (module docstring).
-        tv_train_model, ours_train_model = copy.deepcopy(tv), our_model(tv)
+        tv_train_model = copy.deepcopy(tv)
         batch = make_batch(args.batch, args.size)
         tv_images, tv_targets = torch_targets(torch, batch)
         # Ours gets the pixels torchvision's transform feeds its network (torchvision's normalization).
@@ -201,9 +226,10 @@ def main():
 
         def tv_train():
             tv_train_model.train()
-            losses = tv_train_model(tv_images, tv_targets)
+            with autocast():
+                losses = tv_train_model(tv_images, tv_targets)
+                total = sum(losses.values())
             optimizer.zero_grad()
-            total = sum(losses.values())
             total.backward()
             optimizer.step()
             last_loss["torchvision"] = float(total.detach())
@@ -214,8 +240,9 @@ def main():
 
         fixed = {k: tf.constant(v) for k, v in batch.items()}
         start = time.perf_counter()
-        _, step = Trainer.on_fixed_batch(tempfile.mkdtemp(prefix="compare_torchvision_"), lambda: ours_train_model,
-                                         fixed, base_lr=args.lr)
+        # The Trainer sets Keras's global policy (the precision) before it calls the model function.
+        _, step = Trainer.on_fixed_batch(tempfile.mkdtemp(prefix="compare_torchvision_"), lambda: our_model(tv),
+                                         fixed, base_lr=args.lr, mixed_precision=policy)
         ours_train()
         print(f"ours: first train step (trace + run) {time.perf_counter() - start:.1f} s", flush=True)
         tv_train()
@@ -226,7 +253,8 @@ def main():
     for size in args.predict_sizes:
         image = rng.integers(0, 256, (size, size, 3), np.uint8)
         start = time.perf_counter()
-        export_dir = export_ours(ours, size, os.path.join(tempfile.mkdtemp(prefix="compare_tv_"), str(size)))
+        with precision.inference_policy(policy, "--precision"):  # as `rethink_tf.export` exports
+            export_dir = export_ours(ours, size, os.path.join(tempfile.mkdtemp(prefix="compare_tv_"), str(size)))
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]
         uint8 = tf.constant(image[None])
         ours_out = {k: v.numpy() for k, v in serve(images=uint8).items()}
@@ -236,11 +264,15 @@ def main():
 
         def tv_predict(tv_image=tv_image):
             tv.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 out = tv([tv_image])
             return out
 
         print(f"torchvision: {len(tv_predict()[0]['boxes'])} detections at {size}", flush=True)
+        if size == args.predict_sizes[0]:
+            features = ours.backbone(tf.zeros([1, 64, 64, 3]))
+            print(f"compute dtype: ours' backbone features {features[2].dtype.name}, torchvision's stem "
+                  f"convolution {conv_output_dtype(tv, tv_predict)}", flush=True)
         tasks[f"predict per image, {size}x{size}"] = {
             "ours": lambda serve=serve, uint8=uint8: {k: v.numpy() for k, v in serve(images=uint8).items()},
             "torchvision": tv_predict}
@@ -255,7 +287,7 @@ def main():
                 print(f"round {round_index + 1} {framework:11s} {name}: "
                       f"{', '.join(f'{t:.3f}' for t in run)} s", flush=True)
 
-    print(f"\nmedian seconds over {args.rounds} round(s) x {args.steps} call(s), float32 "
+    print(f"\nmedian seconds over {args.rounds} round(s) x {args.steps} call(s), {args.precision} "
           f"(load average now {os.getloadavg()[0]:.1f}):")
     print(f"{'task':40s} {'ours':>9s} {'torchvision':>12s} {'ours/theirs':>12s}")
     for name, by in times.items():

@@ -18,14 +18,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.mark.slow  # two R50-FPN models, a SavedModel export and a train step each: ~2-3 min on 2 cores
-def test_compare_torchvision_prints_times_and_ratios():
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_compare_torchvision_prints_times_and_ratios(precision):
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "compare_torchvision.py"), "--size=64", "--batch=1",
-         "--predict_sizes=64", "--rounds=2", "--steps=1"],
+         "--predict_sizes=64", "--rounds=2", "--steps=1", f"--precision={precision}"],
         env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
+    # Both compute in the precision asked for, as observed on their activations.
+    assert f"compute dtype: ours' backbone features {precision}, torchvision's stem convolution {precision}" in out, out
+    assert f"call(s), {precision} " in out, out
     # Both models detect (the confident class biases): the mask heads run as with a trained model.
     ours = re.search(r"ours: SavedModel at 64 .*; (\d+) detections", out)
     theirs = re.search(r"torchvision: (\d+) detections at 64", out)
