@@ -6,6 +6,12 @@ attribute `format = "rethink_tf.backbone_weights.v1"`. The ImageNet pre-training
 with `save_backbone_weights(backbone, path)` and the detector reads it with
 `load_backbone_weights(model.backbone, path)`. Keys are independent of the enclosing model, so a
 backbone trained alone loads into a MaskRCNN and vice versa.
+
+A VGG-16 file also carries the classifier's fc6 and fc7 under "head/fc6/kernel", "head/fc6/bias",
+"head/fc7/kernel", "head/fc7/bias" ([7 * 7 * 512, 4096] on pool5 flattened in (H, W, C) order, then
+[4096, 4096]). The original Faster R-CNN's VGG-16 box head is these two layers, fine-tuned from
+ImageNet; `load_vgg16_fc` copies them into the detector's 2fc box head. Backbone loading ignores
+"head/" entries.
 """
 import dataclasses
 import os
@@ -15,6 +21,8 @@ import numpy as np
 from absl import logging
 
 FORMAT = "rethink_tf.backbone_weights.v1"
+HEAD_PREFIX = "head/"
+VGG16_FC = ("fc6", "fc7")
 
 
 @dataclasses.dataclass
@@ -51,8 +59,9 @@ def _variables_by_key(backbone):
     return out
 
 
-def save_backbone_weights(backbone, path):
-    """Writes every backbone variable (trainable or not, e.g. BN statistics) to `path`."""
+def save_backbone_weights(backbone, path, head=None):
+    """Writes every backbone variable (trainable or not, e.g. BN statistics) to `path`, and `head`
+    ({"fc6/kernel": array, ...}, VGG-16's fc6 / fc7) under HEAD_PREFIX."""
     variables = _variables_by_key(backbone)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with h5py.File(path, "w") as f:
@@ -60,6 +69,46 @@ def save_backbone_weights(backbone, path):
         f.attrs["backbone"] = backbone.name
         for key, v in variables.items():
             f.create_dataset(key, data=np.asarray(v.numpy()))
+        for key, value in (head or {}).items():
+            f.create_dataset(HEAD_PREFIX + key, data=np.asarray(value))
+
+
+def vgg16_fc_arrays(fc6, fc7):
+    """{"fc6/kernel", "fc6/bias", "fc7/kernel", "fc7/bias": numpy arrays} of two Dense layers."""
+    return {f"{name}/{part}": np.asarray(getattr(layer, part).numpy())
+            for name, layer in zip(VGG16_FC, (fc6, fc7)) for part in ("kernel", "bias")}
+
+
+def load_vgg16_fc(box_head, path):
+    """Assigns the file's VGG-16 fc6 / fc7 to `box_head`'s two fc layers (a built TwoFCHead).
+
+    Returns the keys assigned. Raises ValueError naming the file when it has no fc6 / fc7 (written
+    before they were saved, or a body-only import) or when their shapes do not fit the head.
+    """
+    entries = {k[len(HEAD_PREFIX):]: v for k, v in _read_file(path).items() if k.startswith(HEAD_PREFIX)}
+    wanted = [f"{name}/{part}" for name in VGG16_FC for part in ("kernel", "bias")]
+    missing = [k for k in wanted if k not in entries]
+    if missing:
+        raise ValueError(f"Backbone weights file {path} has no VGG-16 {', '.join(missing)} (entries "
+                         f"'{HEAD_PREFIX}fc6/kernel', ...): the detector's fc6 / fc7 would start from random "
+                         "weights instead of ImageNet's. Write the file again with this version "
+                         "(rethink_tf.pretrain or rethink_tf.import_weights), or bind "
+                         "experiment.vgg16_fc_from_weights = False to train them from random init.")
+    layers = list(getattr(box_head, "fcs", []))
+    if len(layers) != 2:
+        raise ValueError(f"Backbone weights file {path}: VGG-16's fc6 / fc7 need a box head with two fc "
+                         f"layers (TwoFCHead), got {type(box_head).__name__} with {len(layers)}")
+    for name, layer in zip(VGG16_FC, layers):
+        for part in ("kernel", "bias"):
+            variable, value = getattr(layer, part), entries[f"{name}/{part}"]
+            if tuple(variable.shape) != tuple(value.shape):
+                raise ValueError(f"Backbone weights file {path}: {HEAD_PREFIX}{name}/{part} has shape "
+                                 f"{tuple(value.shape)}, the box head's {layer.name}/{part} "
+                                 f"{tuple(variable.shape)} (build_classifier.fc_dim and the box head's "
+                                 "fc_dim must both be 4096)")
+            variable.assign(value.astype(variable.dtype))
+    logging.info("VGG-16 fc6 / fc7 of %s loaded into %s", path, box_head.name)
+    return wanted
 
 
 def _read_file(path):
@@ -88,7 +137,7 @@ def load_backbone_weights(backbone, path, allow_missing=False):
     `allow_missing`) backbone variables absent from the file.
     """
     variables = _variables_by_key(backbone)
-    entries = _read_file(path)
+    entries = {k: v for k, v in _read_file(path).items() if not k.startswith(HEAD_PREFIX)}
     report = LoadReport(matched=[], missing_in_file=[], unused_in_file=[], shape_mismatch=[])
     for key, v in variables.items():
         if key not in entries:

@@ -210,3 +210,59 @@ def test_backbone_weights_roundtrip_and_errors(tmp_path):
         f.create_dataset("x", data=np.zeros(3))
     with pytest.raises(ValueError, match="has format"):
         load_backbone_weights(other, str(tmp_path / "foreign.h5"))
+
+
+def test_vgg16_fc6_fc7_travel_with_the_body_and_load_into_the_2fc_head(tmp_path):
+    """A VGG-16 weight file carries fc6 / fc7 under head/; the body load ignores them, load_vgg16_fc puts
+    them into a TwoFCHead, and a body-only file or a head of another width is refused naming the file."""
+    from rethink_tf.modeling.weights import load_vgg16_fc, vgg16_fc_arrays
+
+    body = VGG16(width_multiplier=0.125, name="backbone")
+    body(np.zeros((1, 224, 224, 3), "float32"))
+    fc6, fc7 = keras.layers.Dense(16, name="fc6"), keras.layers.Dense(16, name="fc7")
+    fc7(fc6(np.zeros((1, 7 * 7 * 64), "float32")))  # pool5 of a 224 image: 7 x 7 x conv5_3's 64 channels
+    for layer in (fc6, fc7):
+        for v in layer.weights:
+            v.assign(RNG.normal(size=v.shape).astype("float32"))
+    path = str(tmp_path / "vgg.h5")
+    save_backbone_weights(body, path, head=vgg16_fc_arrays(fc6, fc7))
+    with h5py.File(path) as f:
+        assert f["head/fc6/kernel"].shape == (7 * 7 * 64, 16) and f["head/fc7/bias"].shape == (16,)
+
+    other = VGG16(width_multiplier=0.125, name="backbone")
+    other(np.zeros((1, 64, 64, 3), "float32"))
+    report = load_backbone_weights(other, path)
+    assert len(report.matched) == 26 and not report.unused_in_file and not report.missing_in_file
+
+    head = build_head("box", "2fc", fc_dim=16)
+    head(np.zeros((1, 3, 7, 7, 64), "float32"))
+    assert load_vgg16_fc(head, path) == ["fc6/kernel", "fc6/bias", "fc7/kernel", "fc7/bias"]
+    for got, want in zip(head.weights, fc6.weights + fc7.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+    body_only = str(tmp_path / "body_only.h5")
+    save_backbone_weights(body, body_only)
+    with pytest.raises(ValueError, match=r"body_only\.h5 has no VGG-16 fc6/kernel.*vgg16_fc_from_weights = False"):
+        load_vgg16_fc(head, body_only)
+    narrow = build_head("box", "2fc", fc_dim=8)
+    narrow(np.zeros((1, 3, 7, 7, 64), "float32"))
+    with pytest.raises(ValueError, match=r"vgg\.h5: head/fc6/kernel has shape \(3136, 16\), .* \(3136, 8\)"):
+        load_vgg16_fc(narrow, path)
+    conv_head = build_head("box", "4conv1fc", num_convs=1, conv_dim=8, fc_dim=16, norm="gn")
+    with pytest.raises(ValueError, match="two fc layers"):
+        load_vgg16_fc(conv_head, path)
+
+
+def test_2fc_head_kernel_init_xavier_or_msra():
+    """Detectron's 2fc head is Xavier (uniform, var 1 / fan_in); the VGG-16 configs ask for MSRA (normal,
+    var 2 / fan_out), as the ImageNet VGG-16's fc6 / fc7."""
+    x = np.zeros((1, 1, 7, 7, 64), "float32")
+    xavier, msra = build_head("box", "2fc", fc_dim=512), build_head("box", "2fc", fc_dim=512, kernel_init="msra")
+    xavier(x), msra(x)
+    fan_in = 7 * 7 * 64
+    np.testing.assert_allclose(np.asarray(xavier.fcs[0].kernel).std(), np.sqrt(1 / fan_in), rtol=0.05)
+    np.testing.assert_allclose(np.asarray(msra.fcs[0].kernel).std(), np.sqrt(2 / 512), rtol=0.05)
+    np.testing.assert_allclose(np.asarray(msra.fcs[1].kernel).std(), np.sqrt(2 / 512), rtol=0.05)
+    assert msra.get_config()["kernel_init"] == "msra"
+    with pytest.raises(Exception, match="fc_box_head.kernel_init"):
+        build_head("box", "2fc", kernel_init="he")

@@ -28,16 +28,19 @@ def _flatten_rois(x):
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
 class TwoFCHead(keras.layers.Layer):
-    """[B, R, S, S, C] -> [B, R, fc_dim]: flatten, fc + ReLU, fc + ReLU (Xavier, no norm).
+    """[B, R, S, S, C] -> [B, R, fc_dim]: flatten, fc + ReLU, fc + ReLU (no norm).
 
-    The frozen-BN baseline's head (fc_dim 1024) and VGG-16's fc6/fc7 (fc_dim 4096).
+    The frozen-BN baseline's head (fc_dim 1024, Xavier as Detectron's) and VGG-16's fc6/fc7 (fc_dim 4096;
+    the VGG configs use MSRA, as the ImageNet VGG-16 classifier's fc6 / fc7). `kernel_init`: "xavier" or
+    "msra" (`rethink_tf.modeling.init`).
     """
 
-    def __init__(self, fc_dim=1024, num_fcs=2, **kwargs):
+    def __init__(self, fc_dim=1024, num_fcs=2, kernel_init="xavier", **kwargs):
         kwargs.setdefault("name", "box_head")
         super().__init__(**kwargs)
-        self.fc_dim, self.num_fcs = fc_dim, num_fcs
-        self.fcs = [keras.layers.Dense(fc_dim, activation="relu", kernel_initializer=init.xavier_fill(),
+        self.fc_dim, self.num_fcs, self.kernel_init = fc_dim, num_fcs, kernel_init
+        fill = {"xavier": init.xavier_fill, "msra": init.msra_fill}[kernel_init]
+        self.fcs = [keras.layers.Dense(fc_dim, activation="relu", kernel_initializer=fill(),
                                        name=f"fc{i + 1}") for i in range(num_fcs)]
 
     def call(self, x, training=None):
@@ -48,7 +51,8 @@ class TwoFCHead(keras.layers.Layer):
         return x
 
     def get_config(self):
-        return {**super().get_config(), "fc_dim": self.fc_dim, "num_fcs": self.num_fcs}
+        return {**super().get_config(), "fc_dim": self.fc_dim, "num_fcs": self.num_fcs,
+                "kernel_init": self.kernel_init}
 
 
 @keras.saving.register_keras_serializable(package="rethink_tf")
@@ -119,6 +123,7 @@ def check_conv_fc_arguments(args):
 
 def check_fc_arguments(args):
     validate.integer("fc_box_head.fc_dim", args["fc_dim"], minimum=1, allow_none=True)
+    validate.one_of("fc_box_head.kernel_init", args["kernel_init"], ("xavier", "msra"))
 
 
 @register_head("box", "4conv1fc")
@@ -136,11 +141,13 @@ def conv_fc_box_head(name="box_head", norm="gn", default_fc_dim=1024, num_convs=
 
 @register_head("box", "2fc")
 @gin.configurable(denylist=list(BUILDER_ARGS))
-def fc_box_head(name="box_head", norm="none", default_fc_dim=1024, fc_dim=None):
+def fc_box_head(name="box_head", norm="none", default_fc_dim=1024, fc_dim=None, kernel_init="xavier"):
     """Builder of the "2fc" head (TwoFCHead: two fc fc_dim + ReLU, no norm; `norm` is not used).
 
     fc_dim: None takes `default_fc_dim` (1024; 4096 on VGG-16, its fc6 / fc7).
+    kernel_init: "xavier" (Detectron's 2fc head) or "msra" (the VGG-16 configs: the paper initializes
+      VGG-16 with MSRA for ImageNet and for COCO from scratch alike).
     """
     del norm  # the fc layers have no norm (Detectron's 2fc head)
     check_fc_arguments(locals())
-    return TwoFCHead(fc_dim=fc_dim or default_fc_dim, name=name)
+    return TwoFCHead(fc_dim=fc_dim or default_fc_dim, kernel_init=kernel_init, name=name)
