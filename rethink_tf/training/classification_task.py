@@ -235,12 +235,17 @@ def pretrain(model_dir: str, strategy, source=gin.REQUIRED, global_batch_size: i
 
 
 def write_backbone(trainer, source, path: str) -> str:
-    """Writes the trainer's backbone and its samples seen (`pretrained_backbone.write`)."""
+    """Writes the trainer's backbone and its samples seen (`pretrained_backbone.write`); a VGG-16's fc6
+    and fc7 go with it, for the detector's box head (`weights.load_vgg16_fc`)."""
+    from rethink_tf.modeling import weights
+
     step = trainer.step
     details = {"step": step, "total_steps": trainer.schedule.total_steps,
                "finished": step >= trainer.schedule.total_steps, "source": source.name,
                "num_classes": source.num_classes}
-    record = pretrained_backbone.write(trainer.model.backbone, path,
-                                       {k: float(v.numpy()) for k, v in trainer.samples.items()}, details)
+    model = trainer.model
+    head = weights.vgg16_fc_arrays(model.fc6, model.fc7) if model.is_vgg else None
+    record = pretrained_backbone.write(model.backbone, path,
+                                       {k: float(v.numpy()) for k, v in trainer.samples.items()}, details, head)
     logging.info("Wrote the backbone of step %d to %s (samples seen: %s)", step, path, record)
     return path

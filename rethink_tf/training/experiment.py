@@ -88,16 +88,20 @@ def pixel_std():
 
 
 def model_builder(source, backbone_weights: str | None = None, report_dir: str | None = None,
-                  init_checkpoint: str | None = None, init_checkpoint_skip=()):
+                  init_checkpoint: str | None = None, init_checkpoint_skip=(), vgg16_fc: bool = True):
     """() -> the gin-configured model for `source` (mask head off when the source has no masks).
 
     With `backbone_weights` (a rethink_tf backbone weight file, the "w/ pre-train" arm) the backbone is
     initialized from it and the matched / unmatched report is written to report_dir/backbone_weights.json.
+    On VGG-16 (with `vgg16_fc`) the box head's fc6 / fc7 are initialized from the file's ImageNet fc6 /
+    fc7 too, as the original Faster R-CNN fine-tunes them (`weights.load_vgg16_fc`; the report lists them
+    under "head").
     With `init_checkpoint` (another run's checkpoint, e.g. the plain Mask R-CNN a cascade run switches
     from) the variables both models share are then copied from it (`warm_start`; report in
     report_dir/init_checkpoint.json). A later checkpoint restore (resume) overrides these initial values
     as it should.
     """
+    from rethink_tf.modeling.backbones.vgg import VGG16
     from rethink_tf.modeling.factory import build_model
 
     def build():
@@ -111,10 +115,17 @@ def model_builder(source, backbone_weights: str | None = None, report_dir: str |
 
             model.build_networks()
             report = weights.load_backbone_weights(model.backbone, backbone_weights)
+            head = []
+            if vgg16_fc and isinstance(model.backbone, VGG16):
+                try:
+                    for stage in model.roi_heads.box_stages:
+                        head += [f"{stage.name}/{key}" for key in weights.load_vgg16_fc(stage.head, backbone_weights)]
+                except ValueError as err:
+                    raise validate.ConfigError(f"experiment.backbone_weights: {err}") from err
             if report_dir:
                 tf.io.gfile.makedirs(report_dir)
                 with tf.io.gfile.GFile(os.path.join(report_dir, "backbone_weights.json"), "w") as f:
-                    json.dump({"file": backbone_weights, **dataclasses.asdict(report)}, f, indent=1)
+                    json.dump({"file": backbone_weights, **dataclasses.asdict(report), "head": head}, f, indent=1)
         if init_checkpoint:
             from rethink_tf.training import warm_start
 
@@ -255,8 +266,9 @@ class DetectionTask(task_lib.Task):
     def __init__(self, model_dir: str, train_source, eval_source=None, *, global_batch_size: int,
                  eval_batch_size: int = 8, eval_max_batches: int | None = None, images_to_draw: int = 3,
                  backbone_weights: str | None = None, init_checkpoint: str | None = None,
-                 init_checkpoint_skip=()):
+                 init_checkpoint_skip=(), vgg16_fc_from_weights: bool = True):
         self.model_dir, self.train_source, self.eval_source = model_dir, train_source, eval_source
+        self.vgg16_fc_from_weights = vgg16_fc_from_weights
         self.global_batch_size, self.eval_batch_size = global_batch_size, eval_batch_size
         self.eval_max_batches, self.images_to_draw = eval_max_batches, images_to_draw
         self.backbone_weights = backbone_weights
@@ -265,7 +277,7 @@ class DetectionTask(task_lib.Task):
 
     def build_model(self):
         return model_builder(self.train_source, self.backbone_weights, self.model_dir, self.init_checkpoint,
-                             self.init_checkpoint_skip)()
+                             self.init_checkpoint_skip, self.vgg16_fc_from_weights)()
 
     def build_inputs(self, input_context=None):
         from rethink_tf.data.input_pipeline import build_dataset
@@ -305,7 +317,7 @@ class DetectionTask(task_lib.Task):
 def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=None, global_batch_size: int = 16,
                eval_batch_size: int = 8, eval_max_batches: int | None = None, images_to_draw: int = 3,
                max_steps: int | None = None, backbone_weights: str | None = None,
-               init_checkpoint: str | None = None, init_checkpoint_skip=()):
+               init_checkpoint: str | None = None, init_checkpoint_skip=(), vgg16_fc_from_weights: bool = True):
     """Trains (resuming from DIR if it holds checkpoints) with periodic COCO evaluation.
 
     Writes DIR/config.gin, DIR/run_config.json (`run_record`: what the run is trained with, also stored in
@@ -323,6 +335,8 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
       images_to_draw: validation images sent to TensorBoard, ground truth beside predicted boxes and masks.
       max_steps: stop after this many steps of this process (smoke runs); None = the whole schedule.
       backbone_weights: backbone weight file to start from (the "w/ pre-train" arm); None = random init.
+      vgg16_fc_from_weights: on VGG-16, also start the box head's fc6 / fc7 from the file's ImageNet fc6 /
+        fc7 (the original Faster R-CNN); a file without them is refused. False: fc6 / fc7 start random.
       init_checkpoint: another run's checkpoint (prefix DIR/ckpt-N, or DIR for its latest) whose variables
         shared with this model (same path and shape) initialize it, e.g. the plain Mask R-CNN a cascade
         run switches from (`rethink_tf.training.warm_start`; report in DIR/init_checkpoint.json). Only
@@ -340,6 +354,7 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     validate.integer("experiment.images_to_draw", images_to_draw, minimum=0)
     validate.integer("experiment.max_steps", max_steps, minimum=1, allow_none=True)
     validate.path("experiment.backbone_weights", backbone_weights, allow_none=True)
+    validate.boolean("experiment.vgg16_fc_from_weights", vgg16_fc_from_weights)
     if backbone_weights and not tf.io.gfile.exists(backbone_weights):
         raise FileNotFoundError(f"experiment.backbone_weights: no file {backbone_weights}")
     if init_checkpoint is not None:
@@ -358,7 +373,8 @@ def experiment(model_dir: str, strategy, train_source=gin.REQUIRED, eval_source=
     task = DetectionTask(model_dir, train_source, eval_source, global_batch_size=global_batch_size,
                          eval_batch_size=eval_batch_size, eval_max_batches=eval_max_batches,
                          images_to_draw=images_to_draw, backbone_weights=backbone_weights,
-                         init_checkpoint=init_checkpoint, init_checkpoint_skip=init_checkpoint_skip)
+                         init_checkpoint=init_checkpoint, init_checkpoint_skip=init_checkpoint_skip,
+                         vgg16_fc_from_weights=vgg16_fc_from_weights)
 
     record_variable = run_record.checkpoint_variable()
     trainer = trainer_lib.Trainer(model_dir, strategy, task, spec, global_batch_size,

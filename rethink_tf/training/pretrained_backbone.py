@@ -27,11 +27,12 @@ def samples_path(weights_path: str) -> str:
     return weights_path + SAMPLES_SUFFIX
 
 
-def write(backbone, path: str, samples: dict, details: dict | None = None) -> str:
-    """Writes the backbone file and its samples record; returns the record's path."""
+def write(backbone, path: str, samples: dict, details: dict | None = None, head: dict | None = None) -> str:
+    """Writes the backbone file (with `head`, VGG-16's fc6 / fc7 arrays, `weights.save_backbone_weights`)
+    and its samples record; returns the record's path."""
     from rethink_tf.modeling import weights
 
-    weights.save_backbone_weights(backbone, path)
+    weights.save_backbone_weights(backbone, path, head=head)
     record = {**(details or {}), "backbone_weights": path,
               **{k: float(samples.get(k, 0.0)) for k in SAMPLE_KINDS}}
     out = samples_path(path)

@@ -148,3 +148,56 @@ def test_fine_tuning_counts_add_the_pre_training_in_tensorboard_and_eval(tmp_pat
     assert scalars["samples_seen_total/images"][-1] == (2, 1008.0)
     assert "samples_seen/pretrain_images" not in scalars
     del script
+
+
+@pytest.fixture
+def tiny_vgg_gin():
+    from rethink_tf.training import config
+
+    config.import_configurables()
+    gin.clear_config()
+    for k, v in {"build_backbone.kind": "vgg16", "build_backbone.norm": "none",
+                 "build_backbone.vgg_width_multiplier": 0.125, "build_classifier.fc_dim": 16,
+                 "build_model.backbone": "vgg16", "build_model.norm": "none", "build_model.box_head": "2fc",
+                 "build_model.mask": False, "fc_box_head.fc_dim": 16, "fc_box_head.kernel_init": "msra"}.items():
+        gin.bind_parameter(k, v)
+    yield
+    gin.clear_config()
+
+
+@pytest.mark.slow  # a VGG-16 classifier and three detectors (~30 s idle)
+def test_vgg16_pretraining_hands_fc6_fc7_to_the_detector(tmp_path, tiny_vgg_gin):
+    """The pre-training arm of the VGG-16 rows: the classifier's fc6 / fc7 travel in the backbone file and
+    start the detector's box head, as the original Faster R-CNN fine-tunes them; a body-only file is
+    refused naming the binding that accepts it, and with that binding fc6 / fc7 start from MSRA init."""
+    from rethink_tf.modeling.classifier import build_classifier
+    from rethink_tf.training import experiment
+    from rethink_tf.utils.validate import ConfigError
+
+    classifier = build_classifier(num_classes=5)
+    classifier(tf.zeros([1, 224, 224, 3]), training=False)  # pool5 7 x 7, as the detector's RoIs
+    trainer = types.SimpleNamespace(step=3, schedule=types.SimpleNamespace(total_steps=3), model=classifier,
+                                    samples={k: tf.Variable(1.0) for k in ("images", "instances", "pixels")})
+    path = ct.write_backbone(trainer, types.SimpleNamespace(name="tiny", num_classes=5),
+                             str(tmp_path / "pre" / ct.BACKBONE_FILE))
+    source = types.SimpleNamespace(categories=[{"id": 1, "name": "a"}], has_masks=False)
+    run_dir = str(tmp_path / "finetune")
+    detector = experiment.model_builder(source, path, run_dir)()
+    head = detector.roi_heads.box_stages[0].head
+    for got, want in zip(head.weights, classifier.fc6.weights + classifier.fc7.weights):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    with open(os.path.join(run_dir, "backbone_weights.json")) as f:
+        report = json.load(f)
+    assert report["head"] == [f"{detector.roi_heads.box_stages[0].name}/{k}"
+                              for k in ("fc6/kernel", "fc6/bias", "fc7/kernel", "fc7/bias")]
+    assert len(report["matched"]) == 26 and not report["unused_in_file"]
+
+    from rethink_tf.modeling.weights import save_backbone_weights
+    body_only = str(tmp_path / "body_only.h5")
+    save_backbone_weights(classifier.backbone, body_only)
+    with pytest.raises(ConfigError, match=r"experiment.backbone_weights: .*body_only\.h5 has no VGG-16 fc6"):
+        experiment.model_builder(source, body_only, str(tmp_path / "refused"))()
+    fresh = experiment.model_builder(source, body_only, str(tmp_path / "fresh"), vgg16_fc=False)()
+    kernel = np.asarray(fresh.roi_heads.box_stages[0].head.fcs[1].kernel)
+    assert not np.array_equal(kernel, np.asarray(classifier.fc7.kernel))
+    np.testing.assert_allclose(kernel.std(), np.sqrt(2 / 16), rtol=0.2)  # MSRA, fan_out 16
