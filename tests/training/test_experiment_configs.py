@@ -34,7 +34,7 @@ COMMON = dict(
     box_fc_dim=1024, mask=True, keypoints=False, roi_heads="standard", init_checkpoint=False, subset_size=None,
     weight_decay=1e-4, momentum=0.9, bias_lr_factor=2.0, bias_weight_decay=False, metric="coco",
     tta=False, tta_scales=(400, 500, 600, 700, 900, 1000, 1100, 1200), tta_max_size=2000, tta_flip=True,
-    tta_merge="vote")
+    tta_merge="vote", rpn_topk=(2000, 1000, 1000, 1000), box_fc_init=None, vgg16_fc_from_weights=True)
 # "Nx" at batch 16 (section 4): N x 90k iterations, x0.1 at N x 90k - 60k and N x 90k - 20k.
 NX = {2: dict(total_steps=180_000, boundaries=(120_000, 160_000)),
       3: dict(total_steps=270_000, boundaries=(210_000, 250_000)),
@@ -52,8 +52,12 @@ NO_AUG = dict(train_short_side=(800, 800))
 SMALL_DATA = dict(train_short_side=(512, 800), base_lr=0.04, decay_factor=0.02)
 R101 = dict(depth=101)
 X152 = dict(depth=152, groups=32, width_per_group=8)
+# VGG-16 proposals: Detectron's single-level (C4) RPN, 12000 -> 2000 in training and 6000 -> 1000 at test
+# (rpn_topk: pre / post NMS train, pre / post NMS test); fc6 / fc7 MSRA as the ImageNet VGG-16's (section 5.1:
+# "the same MSRA initialization for ImageNet pre-training and for COCO from scratch").
 VGG16 = dict(backbone="vgg16", depth=None, groups=None, width_per_group=None, norm="none", gn_groups=None,
-             box_head="2fc", box_fc_dim=4096, mask=False, train_short_side=(640, 800))
+             box_head="2fc", box_fc_dim=4096, mask=False, train_short_side=(640, 800),
+             rpn_topk=(12000, 2000, 6000, 1000), box_fc_init="msra")
 TEST_AUG = ("evaluate_checkpoint.tta = True",)  # what `python -m rethink_tf.evaluate --tta` binds
 
 # Each row: the file, the bindings it is run with, what the file's header must say (`header`), the
@@ -241,6 +245,7 @@ def _recipe(path, bindings=()):
     from rethink_tf.modeling.factory import build_model
     from rethink_tf.modeling.heads.box_head import conv_fc_box_head, fc_box_head
     from rethink_tf.modeling.norm import build_norm
+    from rethink_tf.modeling.rpn import build_rpn
     from rethink_tf.modeling.tta import TestTimeAugmentation
     from rethink_tf.training import experiment, optimizer, schedule, trainer
 
@@ -275,6 +280,10 @@ def _recipe(path, bindings=()):
             recipe["gn_groups"] = None
         head = fc_box_head if recipe["box_head"] == "2fc" else conv_fc_box_head
         recipe["box_fc_dim"] = _operative(head, "fc_dim") or (4096 if vgg else 1024)  # build_model's default
+        recipe["box_fc_init"] = _operative(fc_box_head, "kernel_init") if recipe["box_head"] == "2fc" else None
+        recipe["rpn_topk"] = tuple(_operative(build_rpn, f"{when}_nms_topk_{split}")
+                                   for split in ("train", "test") for when in ("pre", "post"))
+        recipe["vgg16_fc_from_weights"] = _operative(experiment.experiment, "vgg16_fc_from_weights")
         for param in ("scales", "max_size", "flip", "merge"):
             value = _operative(TestTimeAugmentation, param)
             recipe[f"tta_{param}"] = tuple(value) if param == "scales" else value
