@@ -22,6 +22,9 @@ For backbones, writes OUTPUT (the backbone file `experiment.backbone_weights` re
 OUTPUT's stem + ".gin" (the body and input-normalization bindings the weights need: include it in the
 training config) and OUTPUT's stem + ".report.json" (matched / reshaped / derived / unused tensors);
 prints the report's summary. A tensor that is missing or does not fit is an error naming it (exit 2).
+VGG-16's fc6 / fc7 go into OUTPUT too (the detector's box head starts from them,
+`experiment.vgg16_fc_from_weights`); a keras file without the top has none, and then OUTPUT holds the
+body only, with a warning.
 Nothing is downloaded.
 """
 import json
@@ -29,7 +32,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from rethink_tf.utils import cli  # noqa: E402
 from rethink_tf.utils.validate import InputError  # noqa: E402
@@ -88,7 +91,15 @@ def import_weights(source, arch, input_path, output):
     tensors, epsilon = read_source(source, arch, input_path)
     body, report = convert.convert_backbone(source, arch, tensors, input_path,
                                             keras_bn_epsilon=epsilon or 1.001e-5)
-    weights.save_backbone_weights(body, output)
+    head = None
+    if spec.backbone["kind"] == "vgg16":  # fc6 / fc7 go with the body, for the detector's box head
+        head, read = convert.vgg16_fc(source, tensors, body.out_channels[4], input_path)
+        report.unused = [k for k in report.unused if k not in read]
+        report.matched += [(key, f"{weights.HEAD_PREFIX}{part}") for key, part in zip(read, head or {})]
+        if head is None:
+            logging.warning("%s has no VGG-16 fc6 / fc7: %s holds the body only, which the VGG-16 detector "
+                            "configs refuse unless experiment.vgg16_fc_from_weights = False", input_path, output)
+    weights.save_backbone_weights(body, output, head=head)
     gin_path, report_path = side_files(output)
     with open(gin_path, "w") as f:
         f.write(archs.gin_bindings(spec, os.path.abspath(output)))

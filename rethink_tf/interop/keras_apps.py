@@ -5,6 +5,8 @@ Keras names (layer/weight): stem `conv1_conv`, `conv1_bn`; block j of stage s (s
 BatchNorm eps 1.001e-5. VGG16: `block{s}_conv{c}` (kernel HWIO, bias). These ResNets downsample in
 the first 1x1 conv (caffe-style), hence build_backbone.stride_in_1x1 and conv_bias (archs.py).
 """
+import warnings
+
 _CONV_INDEX = {"a": 1, "b": 2, "c": 3, "shortcut": 0}
 ARCH_CONSTRUCTORS = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152",
                      "vgg16": "VGG16"}
@@ -44,19 +46,24 @@ def model_tensors(model):
 
 
 def build_application(arch, weights_file=None):
-    """The keras.applications model of `arch` without its top, optionally loading `weights_file`.
+    """The keras.applications model of `arch`, loading `weights_file` if given.
 
-    A weight file with the classifier (include_top=True) is read into the model with the top.
+    A weight file with the classifier (include_top=True) is read into the model with the top (VGG16's
+    fc1 / fc2 are its fc6 / fc7), one without into the model without. The top model is tried first:
+    Keras reads a file with the top into a model without it silently, dropping the top, but refuses
+    a file without the top for a model with it.
     """
     import keras
     ctor = getattr(keras.applications, ARCH_CONSTRUCTORS[arch])
-    model = ctor(weights=None, include_top=False, input_shape=(None, None, 3))
     if weights_file is None:
-        return model
+        return ctor(weights=None, include_top=False, input_shape=(None, None, 3))
     try:
-        model.load_weights(weights_file)
-    except ValueError:
         model = ctor(weights=None, include_top=True)
+        with warnings.catch_warnings():  # Keras warns of each part it misses before it refuses the file
+            warnings.simplefilter("ignore")
+            model.load_weights(weights_file)
+    except ValueError:
+        model = ctor(weights=None, include_top=False, input_shape=(None, None, 3))
         model.load_weights(weights_file)
     return model
 

@@ -5,6 +5,7 @@ biases) fed keras's own caffe preprocessing (`preprocess_input`: RGB -> BGR, mea
 the same images normalized with the import's settings. ResNet50 runs in the default suite (in memory); the
 slow ones go through keras weight files and the CLI's import_weights.
 """
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -61,3 +62,24 @@ def test_resnet50_equals_keras_applications(real_images):
 @pytest.mark.parametrize("arch", ["resnet101", "resnet152", "vgg16"])
 def test_deeper_equal_keras_applications(arch, real_images, tmp_path):
     check_import(arch, real_images, tmp_path)  # through the weight file, the CLI's path
+
+
+@pytest.mark.slow  # keras's VGG16 with its top (138M parameters) through a weight file
+def test_vgg16_with_top_carries_fc6_fc7(tmp_path):
+    """A keras VGG16 file with the top gives the backbone file fc6 / fc7 equal to keras's fc1 / fc2 (same
+    (H, W, C) flattening as the detector's box head); a file without the top gives the body only."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.VGG16(weights=None, include_top=True)
+    model.save_weights(str(tmp_path / "top.weights.h5"))
+    report = import_weights.import_weights("keras", "vgg16", str(tmp_path / "top.weights.h5"),
+                                           str(tmp_path / "top.h5"))
+    assert [k for k in report.unused if k.startswith("fc")] == [] and "predictions/kernel" in report.unused
+    with h5py.File(tmp_path / "top.h5") as f:
+        for ours, theirs in (("fc6", "fc1"), ("fc7", "fc2")):
+            for part in ("kernel", "bias"):
+                np.testing.assert_array_equal(f[f"head/{ours}/{part}"][()],
+                                              np.asarray(getattr(model.get_layer(theirs), part)))
+    keras_apps.build_application("vgg16").save_weights(str(tmp_path / "notop.weights.h5"))
+    import_weights.import_weights("keras", "vgg16", str(tmp_path / "notop.weights.h5"), str(tmp_path / "notop.h5"))
+    with pytest.raises(ValueError, match="has no VGG-16 fc6/kernel"):
+        weights.load_vgg16_fc(None, str(tmp_path / "notop.h5"))

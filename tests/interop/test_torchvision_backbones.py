@@ -78,3 +78,39 @@ def test_resnet50_equals_torchvision(real_images, tmp_path):
 @pytest.mark.parametrize("arch", ["resnet101", "resnet152", "resnext101_32x8d", "vgg16"])
 def test_deeper_equal_torchvision(arch, real_images):
     check_import(arch, getattr(torchvision.models, arch), real_images)
+
+
+@pytest.mark.slow  # a full-width VGG-16 (138M parameters) through the CLI's files
+def test_vgg16_fc6_fc7_import_equals_torchvision(real_images, tmp_path):
+    """The import's fc6 / fc7, loaded into the detector's 2fc box head, give torchvision's fc7 output on
+    pool5 of the same image: the (C, H, W) -> (H, W, C) reordering of fc6's inputs is right."""
+    from rethink_tf.modeling.heads import build_head
+
+    torch.manual_seed(0)
+    model = torchvision.models.vgg16(weights=None).eval()
+    torch.save(model.state_dict(), tmp_path / "vgg16.pth")
+    report = import_weights.import_weights("torchvision", "vgg16", str(tmp_path / "vgg16.pth"),
+                                           str(tmp_path / "vgg16.h5"))
+    assert [k for k in report.unused if k.startswith("classifier")] == ["classifier.6.bias", "classifier.6.weight"]
+    assert ("classifier.0.weight", "head/fc6/kernel") in [tuple(m) for m in report.matched]
+    spec = archs.get_spec("torchvision", "vgg16")
+    body = archs.build_target(spec)
+    weights.load_backbone_weights(body, str(tmp_path / "vgg16.h5"))
+    head = build_head("box", "2fc", fc_dim=4096)
+    head(np.zeros((1, 1, 7, 7, 512), "float32"))
+    weights.load_vgg16_fc(head, str(tmp_path / "vgg16.h5"))
+
+    image = np.ascontiguousarray(real_images[:1, :, :, :])
+    image = np.asarray(torch.nn.functional.interpolate(  # 224 x 224: pool5 is 7 x 7, as a RoI's features
+        torch.from_numpy(image).permute(0, 3, 1, 2).float(), size=(224, 224), mode="bilinear",
+        align_corners=False).permute(0, 2, 3, 1).numpy(), np.float32)
+    x = torch.from_numpy(image).permute(0, 3, 1, 2) / 255.0
+    x = torchvision.transforms.functional.normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    with torch.no_grad():
+        ref = model.classifier[:5](torch.flatten(model.avgpool(model.features(x)), 1)).numpy()  # fc6, fc7 + ReLUs
+    conv5_3 = ours_features(body, spec, image)[4]
+    pool5 = conv5_3.reshape(1, 7, 2, 7, 2, 512).max(axis=(2, 4))
+    ours = np.asarray(head(pool5[:, None]))[:, 0]
+    abs_diff, rel = max_differences(ours, ref)
+    print("vgg16 fc7", f"max abs {abs_diff:.2e}, rel {rel:.2e}")
+    assert rel < RELATIVE_TOLERANCE and np.abs(ref).max() > 0
