@@ -23,6 +23,7 @@ from absl import logging
 FORMAT = "rethink_tf.backbone_weights.v1"
 HEAD_PREFIX = "head/"
 VGG16_FC = ("fc6", "fc7")
+VGG16_FC_ENTRIES = tuple(f"{name}/{part}" for name in VGG16_FC for part in ("kernel", "bias"))  # below head/
 
 
 @dataclasses.dataclass
@@ -85,9 +86,8 @@ def load_vgg16_fc(box_head, path):
     Returns the keys assigned. Raises ValueError naming the file when it has no fc6 / fc7 (written
     before they were saved, or a body-only import) or when their shapes do not fit the head.
     """
-    entries = {k[len(HEAD_PREFIX):]: v for k, v in _read_file(path).items() if k.startswith(HEAD_PREFIX)}
-    wanted = [f"{name}/{part}" for name in VGG16_FC for part in ("kernel", "bias")]
-    missing = [k for k in wanted if k not in entries]
+    entries = _read_file(path, head=True)
+    missing = [k for k in VGG16_FC_ENTRIES if k not in entries]
     if missing:
         raise ValueError(f"Backbone weights file {path} has no VGG-16 {', '.join(missing)} (entries "
                          f"'{HEAD_PREFIX}fc6/kernel', ...): the detector's fc6 / fc7 would start from random "
@@ -108,10 +108,13 @@ def load_vgg16_fc(box_head, path):
                                  "fc_dim must both be 4096)")
             variable.assign(value.astype(variable.dtype))
     logging.info("VGG-16 fc6 / fc7 of %s loaded into %s", path, box_head.name)
-    return wanted
+    return list(VGG16_FC_ENTRIES)
 
 
-def _read_file(path):
+def _read_file(path, head=False):
+    """{key: array} of the file's backbone entries, or (head=True) of its HEAD_PREFIX entries keyed
+    without the prefix. Only the datasets of that part are read (a VGG-16 file's fc6 / fc7 are 7x its
+    body)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"Backbone weights file not found: {path}")
     try:
@@ -123,9 +126,13 @@ def _read_file(path):
             raise ValueError(f"Backbone weights file {path} has format {f.attrs.get('format')!r}; "
                              f"expected {FORMAT!r} (written by rethink_tf.modeling.weights."
                              "save_backbone_weights).")
+        group = HEAD_PREFIX.rstrip("/")
+        if head and group not in f:
+            return {}
         entries = {}
-        f.visititems(lambda name, obj: entries.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
+        (f[group] if head else f).visititems(
+            lambda name, obj: entries.__setitem__(name, obj[()])
+            if isinstance(obj, h5py.Dataset) and (head or not name.startswith(HEAD_PREFIX)) else None)
     return entries
 
 
@@ -137,7 +144,7 @@ def load_backbone_weights(backbone, path, allow_missing=False):
     `allow_missing`) backbone variables absent from the file.
     """
     variables = _variables_by_key(backbone)
-    entries = {k: v for k, v in _read_file(path).items() if not k.startswith(HEAD_PREFIX)}
+    entries = _read_file(path)
     report = LoadReport(matched=[], missing_in_file=[], unused_in_file=[], shape_mismatch=[])
     for key, v in variables.items():
         if key not in entries:
