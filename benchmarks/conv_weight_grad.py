@@ -112,13 +112,7 @@ def main():
         best = {name: [] for name in forms}
         for _ in range(args.rounds):
             for name, (fn, inputs) in forms.items():
-                fn(*inputs).numpy()
-                calls = []
-                for _ in range(5):
-                    start = time.perf_counter()
-                    fn(*inputs).numpy()
-                    calls.append(time.perf_counter() - start)
-                best[name].append(min(calls))
+                best[name].append(best_time(fn, inputs, 1))
         for name, (fn, inputs) in forms.items():
             diff = "" if name == "forward" else (
                 f", max |diff| from native {float(tf.reduce_max(tf.abs(tf.cast(fn(*inputs), tf.float32) - native))):.3g}"
